@@ -1,0 +1,125 @@
+# course_chapter(NN_name KERNELS a.cu ... TESTS test_x.cpp ...)
+#
+# Defines one chapter, laid out as
+#   chapters/NN_name/   the lesson, the chapter's header (its host-side API) and main.cu
+#   exercises/NN_name/  the learner's kernels (KERNELS), the doctest suite (TESTS), hints
+#   solutions/NN_name/  the kept kernels, same file names as the exercises
+# and creates
+#   chNN_exercises, chNN_solutions   the kernels of each track, as static libraries
+#   chNN_name                        the chapter executable (bin/), linking COURSE_TRACK's kernels
+#   test_chNN                        the suite, linking COURSE_TRACK's kernels
+#   test_chNN_stubs                  (solutions track) the same suite linking the exercise stubs
+# and registers in ctest, one test per doctest case, with labels:
+#   NN + cpu|gpu     the suite        NN.gpu: ... / NN.cpu: ...
+#   NN + stubs       every "gpu:" case run against the stubs, which must FAIL (WILL_FAIL)
+#   NN + sanitize    the suite's GPU cases under compute-sanitizer, one test per tool
+#   NN + tour        the chapter executable
+# A GPU case that finds no usable GPU prints "[course] SKIPPED: <reason>", which ctest
+# reports as skipped (SKIP_REGULAR_EXPRESSION), never as passed.
+
+set(COURSE_SKIP_REGEX "\\[course\\] SKIPPED")
+
+find_program(COURSE_COMPUTE_SANITIZER compute-sanitizer
+  HINTS ${CUDAToolkit_BIN_DIR} ${CUDAToolkit_BIN_DIR}/../compute-sanitizer
+  DOC "compute-sanitizer, for the `sanitize` test label")
+
+function(course_warnings target)
+  target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra --extended-lambda -lineinfo>)
+endfunction()
+
+# Writes a ctest include file that labels the tests doctest_discover_tests found for
+# `target` (ctest reads it after the discovered list; doctest's own PROPERTIES cannot
+# carry a list of labels).
+function(_course_label_tests target chapter list_var extra_gpu_properties)
+  set(file ${CMAKE_CURRENT_BINARY_DIR}/${target}_labels.cmake)
+  file(WRITE ${file} "
+foreach(t IN LISTS ${list_var})
+  if(t MATCHES \"gpu\")
+    set_tests_properties(\"\${t}\" PROPERTIES LABELS \"${chapter};gpu${extra_gpu_properties}\"
+      RESOURCE_LOCK gpu TIMEOUT 600 SKIP_REGULAR_EXPRESSION \"${COURSE_SKIP_REGEX}\"${ARGN})
+  else()
+    set_tests_properties(\"\${t}\" PROPERTIES LABELS \"${chapter};cpu\" TIMEOUT 120)
+  endif()
+endforeach()
+")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${file})
+endfunction()
+
+function(course_chapter dir)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "KERNELS;TESTS")
+  string(SUBSTRING "${dir}" 0 2 num)
+  set(chapter_dir  ${PROJECT_SOURCE_DIR}/chapters/${dir})
+  set(exercise_dir ${PROJECT_SOURCE_DIR}/exercises/${dir})
+  set(solution_dir ${PROJECT_SOURCE_DIR}/solutions/${dir})
+
+  # The kernels behind the chapter's header, one library per track. The stubs are
+  # built in both tracks: they are the learner's workspace, and the solutions track
+  # checks that the suite rejects them.
+  set(tracks exercises)
+  if(COURSE_TRACK STREQUAL "solutions")
+    list(APPEND tracks solutions)
+  endif()
+  foreach(track IN LISTS tracks)
+    set(lib ch${num}_${track})
+    list(TRANSFORM arg_KERNELS PREPEND ${PROJECT_SOURCE_DIR}/${track}/${dir}/ OUTPUT_VARIABLE srcs)
+    add_library(${lib} STATIC ${srcs})
+    target_include_directories(${lib} PUBLIC ${chapter_dir})
+    target_link_libraries(${lib} PUBLIC course::common)
+    course_warnings(${lib})
+    if(track STREQUAL "exercises")
+      # A stub declares the names its TODO will use (the index math, the shared tiles)
+      # and leaves them unused until the learner writes the kernel: no noise about that.
+      target_compile_options(${lib} PRIVATE
+        $<$<COMPILE_LANGUAGE:CXX>:-Wno-unused-parameter>
+        $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wno-unused-parameter,-Wno-unused-variable
+                                   -diag-suppress=177>)
+    endif()
+  endforeach()
+  set(kernels ch${num}_${COURSE_TRACK})
+
+  # The chapter executable: shows, checks and times what the chapter teaches.
+  set(exe ch${dir})
+  add_executable(${exe} ${chapter_dir}/main.cu)
+  target_link_libraries(${exe} PRIVATE ${kernels} course::common)
+  course_warnings(${exe})
+  add_test(NAME ${num}.tour COMMAND ${exe})
+  set_tests_properties(${num}.tour PROPERTIES LABELS "tour;${num}" RESOURCE_LOCK gpu
+    SKIP_REGULAR_EXPRESSION "${COURSE_SKIP_REGEX}" TIMEOUT 900)
+
+  # The suite, against this track's kernels.
+  list(TRANSFORM arg_TESTS PREPEND ${exercise_dir}/ OUTPUT_VARIABLE tests)
+  set(suite test_ch${num})
+  add_executable(${suite} ${tests})
+  target_link_libraries(${suite} PRIVATE ${kernels} course::testing)
+  course_warnings(${suite})
+  doctest_discover_tests(${suite} TEST_PREFIX "${num}." TEST_LIST ${suite}_list)
+  _course_label_tests(${suite} ${num} ${suite}_list "")
+
+  # The same suite against the shipped stubs: every case that checks a learner's
+  # kernel ("gpu: ...") must fail, or the suite is vacuous.
+  if(COURSE_TRACK STREQUAL "solutions")
+    set(stubs test_ch${num}_stubs)
+    add_executable(${stubs} ${tests})
+    target_link_libraries(${stubs} PRIVATE ch${num}_exercises course::testing)
+    course_warnings(${stubs})
+    doctest_discover_tests(${stubs} TEST_SPEC "gpu:*" TEST_PREFIX "${num}.stubs."
+                           TEST_LIST ${stubs}_list)
+    _course_label_tests(${stubs} ${num} ${stubs}_list ";stubs" " WILL_FAIL TRUE")
+  endif()
+
+  # The suite's GPU cases under each compute-sanitizer tool.
+  foreach(tool memcheck racecheck synccheck initcheck)
+    set(name ${num}.sanitize.${tool})
+    if(COURSE_COMPUTE_SANITIZER)
+      add_test(NAME ${name} COMMAND ${COURSE_COMPUTE_SANITIZER} --tool ${tool}
+               --error-exitcode 1 $<TARGET_FILE:${suite}> --test-case=gpu*)
+    else()
+      add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} -E echo
+               "[course] SKIPPED: compute-sanitizer not found")
+    endif()
+    set_tests_properties(${name} PROPERTIES LABELS "sanitize;${num}" RESOURCE_LOCK gpu
+      TIMEOUT 1800 SKIP_REGULAR_EXPRESSION "${COURSE_SKIP_REGEX}")
+  endforeach()
+endfunction()

@@ -1,0 +1,62 @@
+// Comparing a kernel's output with the float64 reference, element by element:
+//     ok  <=>  |got - ref| <= atol + rtol * |ref|   for every element
+// NaN and Inf are looked for first and never pass (a max over differences silently
+// drops NaN). The report says where the first wrong element is, as (row, col) of the
+// shape you pass, and names the likely bug when the pattern of errors is recognisable.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace course {
+
+struct Tolerance {
+  double atol;
+  double rtol;
+  const char* name;
+};
+
+// The tolerances, per output dtype. Math is float32 throughout the course; what differs
+// is the rounding of the stored output and how many float32 roundings a result carries.
+namespace tolerance {
+// float32 output of a short computation (a scale, an exp, a division): a few roundings
+// of 2^-24 relative each, so 1e-5 relative leaves room and still rejects any wrong value.
+inline constexpr Tolerance fp32{1e-6, 1e-5, "fp32"};
+// float16 output: storing it alone rounds by up to 2^-11 ~ 4.9e-4 relative.
+inline constexpr Tolerance fp16{1e-5, 2e-3, "fp16"};
+// bfloat16 output: 8 bits of mantissa, storing rounds by up to 2^-8 ~ 3.9e-3 relative.
+inline constexpr Tolerance bf16{1e-5, 1e-2, "bf16"};
+}  // namespace tolerance
+
+struct Shape2D {
+  std::size_t rows;
+  std::size_t cols;
+};
+
+struct CompareReport {
+  bool ok = false;
+  std::string message;  // empty when ok
+};
+
+// `what` names the check in the message ("score_matrix n_q=33 n_k=65 d=64");
+// `hint` is added to the likely causes when the errors have no recognisable pattern.
+CompareReport compare(const std::vector<double>& got, const std::vector<double>& ref,
+                      Tolerance tol, Shape2D shape, const std::string& what,
+                      const std::string& hint = "");
+
+// Widening what came back from the GPU, for compare().
+std::vector<double> widen(const std::vector<float>& v);
+std::vector<double> widen(const std::vector<__half>& v);
+std::vector<double> widen(const std::vector<__nv_bfloat16>& v);
+
+template <class T>
+CompareReport compare(const std::vector<T>& got, const std::vector<double>& ref, Tolerance tol,
+                      Shape2D shape, const std::string& what, const std::string& hint = "") {
+  return compare(widen(got), ref, tol, shape, what, hint);
+}
+
+}  // namespace course

@@ -1,0 +1,25 @@
+// Float64 CPU references: what every GPU kernel in the course is checked against.
+// Inputs are the exact values the GPU saw (float, or half/bfloat16 widened to float);
+// all arithmetic is double, so the reference's own rounding is negligible next to the
+// kernels' float32 rounding.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace course::reference {
+
+// sum_i a[i] * b[i]
+double dot(const float* a, const float* b, std::size_t n);
+// sum_i |a[i] * b[i]|: the scale of a dot product's rounding error (its condition).
+double dot_abs(const float* a, const float* b, std::size_t n);
+
+// scores[j] = scale * sum_k K[j][k] * q[k]          K: [n_keys, d] row-major, q: [d]
+std::vector<double> query_scores(const std::vector<float>& q, const std::vector<float>& K,
+                                 int n_keys, int d, double scale);
+
+// S[i][j] = scale * sum_k Q[i][k] * K[j][k]         Q: [n_q, d], K: [n_k, d], S: [n_q, n_k]
+std::vector<double> score_matrix(const std::vector<float>& Q, const std::vector<float>& K,
+                                 int n_q, int n_k, int d, double scale);
+
+}  // namespace course::reference
