@@ -3,6 +3,7 @@
 #include "course/gpu.hpp"
 
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 
 namespace course {
@@ -68,6 +69,29 @@ std::string Cli::text(const std::string& name, const std::string& fallback, cons
 bool Cli::flag(const std::string& name, const std::string& help) {
   help_lines_.push_back(name + "  " + help);
   return find(name, false) != nullptr;
+}
+
+std::vector<long long> Cli::integers(const std::string& name, const std::vector<long long>& fallback,
+                                     const std::string& help) {
+  std::string shown;
+  for (long long v : fallback) shown += (shown.empty() ? "" : ",") + std::to_string(v);
+  help_lines_.push_back(name + "=N,N,...  " + help + " (default " + shown + ")");
+  const std::string* v = find(name, true);
+  if (!v) return fallback;
+  std::vector<long long> values;
+  std::size_t start = 0;
+  while (start <= v->size()) {
+    const std::size_t comma = std::min(v->find(',', start), v->size());
+    const std::string item = v->substr(start, comma - start);
+    char* end = nullptr;
+    values.push_back(std::strtoll(item.c_str(), &end, 0));
+    if (item.empty() || *end != '\0') {
+      error_ = name + " takes whole numbers separated by commas, not '" + *v + "'";
+      return fallback;
+    }
+    start = comma + 1;
+  }
+  return values;
 }
 
 void Cli::usage() const {

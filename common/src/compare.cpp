@@ -134,4 +134,16 @@ std::vector<double> widen(const std::vector<__nv_bfloat16>& v) {
   return out;
 }
 
+std::vector<std::size_t> sample_rows(std::size_t rows, std::size_t count) {
+  std::vector<std::size_t> which;
+  if (count >= rows) {
+    for (std::size_t r = 0; r < rows; ++r) which.push_back(r);
+  } else if (count < 2) {
+    which.push_back(0);
+  } else {
+    for (std::size_t i = 0; i < count; ++i) which.push_back(i * (rows - 1) / (count - 1));
+  }
+  return which;
+}
+
 }  // namespace course

@@ -1,6 +1,8 @@
 #include "course/reference.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace course::reference {
 
@@ -30,6 +32,23 @@ std::vector<double> score_matrix(const std::vector<float>& Q, const std::vector<
     for (int j = 0; j < n_k; ++j)
       S[std::size_t(i) * n_k + j] = scale * dot(&Q[std::size_t(i) * d], &K[std::size_t(j) * d], d);
   return S;
+}
+
+std::vector<double> softmax_rows(const std::vector<double>& x, int rows, int cols) {
+  std::vector<double> y(x.size());
+  for (int r = 0; r < rows; ++r) {
+    const double* in = &x[std::size_t(r) * cols];
+    double* out = &y[std::size_t(r) * cols];
+    const double m = *std::max_element(in, in + cols);
+    if (m == -std::numeric_limits<double>::infinity()) {
+      std::fill(out, out + cols, 0.0);
+      continue;
+    }
+    double l = 0.0;
+    for (int c = 0; c < cols; ++c) l += std::exp(in[c] - m);
+    for (int c = 0; c < cols; ++c) out[c] = std::exp(in[c] - m) / l;
+  }
+  return y;
 }
 
 }  // namespace course::reference

@@ -19,6 +19,9 @@ class Cli {
   double real(const std::string& name, double fallback, const std::string& help);
   std::string text(const std::string& name, const std::string& fallback, const std::string& help);
   bool flag(const std::string& name, const std::string& help);  // present or not
+  // A comma-separated list of whole numbers: --cols=1024,4096
+  std::vector<long long> integers(const std::string& name, const std::vector<long long>& fallback,
+                                  const std::string& help);
 
   // Call after every option is declared.
   void finish();

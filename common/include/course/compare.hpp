@@ -30,7 +30,33 @@ inline constexpr Tolerance fp32{1e-6, 1e-5, "fp32"};
 inline constexpr Tolerance fp16{1e-5, 2e-3, "fp16"};
 // bfloat16 output: 8 bits of mantissa, storing rounds by up to 2^-8 ~ 3.9e-3 relative.
 inline constexpr Tolerance bf16{1e-5, 1e-2, "bf16"};
+// Probabilities (softmax outputs) go down to 1/cols and far below, so the absolute slack
+// is only the dtype's resolution near 0: float32 flushes below ~1e-38 (1e-30 covers it);
+// float16 has subnormal steps of 2^-24 ~ 6e-8. The relative part is as above, plus the
+// float32 sum of up to 256k exponentials (~1e-6 typical).
+inline constexpr Tolerance prob_fp32{1e-30, 1e-5, "fp32 probabilities"};
+inline constexpr Tolerance prob_fp16{6e-8, 2e-3, "fp16 probabilities"};
+inline constexpr Tolerance prob_bf16{1e-30, 1e-2, "bf16 probabilities"};
 }  // namespace tolerance
+
+// What the course needs to know of each storage type on the host: its name, its
+// tolerances, and rounding a float to it (to build inputs as the GPU will see them).
+template <class T> struct DType;
+template <> struct DType<float> {
+  static constexpr const char* name = "fp32";
+  static constexpr Tolerance value = tolerance::fp32, prob = tolerance::prob_fp32;
+  static float narrow(float v) { return v; }
+};
+template <> struct DType<__half> {
+  static constexpr const char* name = "fp16";
+  static constexpr Tolerance value = tolerance::fp16, prob = tolerance::prob_fp16;
+  static __half narrow(float v) { return __float2half_rn(v); }
+};
+template <> struct DType<__nv_bfloat16> {
+  static constexpr const char* name = "bf16";
+  static constexpr Tolerance value = tolerance::bf16, prob = tolerance::prob_bf16;
+  static __nv_bfloat16 narrow(float v) { return __float2bfloat16_rn(v); }
+};
 
 struct Shape2D {
   std::size_t rows;
@@ -57,6 +83,20 @@ template <class T>
 CompareReport compare(const std::vector<T>& got, const std::vector<double>& ref, Tolerance tol,
                       Shape2D shape, const std::string& what, const std::string& hint = "") {
   return compare(widen(got), ref, tol, shape, what, hint);
+}
+
+// For checking a sample of a large output: `count` row indices spread evenly over
+// [0, rows), the first and the last included.
+std::vector<std::size_t> sample_rows(std::size_t rows, std::size_t count);
+// Rows `which` of a [rows, cols] matrix, widened to double, one after another.
+template <class T>
+std::vector<double> gather_rows(const std::vector<T>& matrix, std::size_t cols,
+                                const std::vector<std::size_t>& which) {
+  std::vector<T> picked;
+  picked.reserve(which.size() * cols);
+  for (std::size_t r : which)
+    picked.insert(picked.end(), matrix.begin() + r * cols, matrix.begin() + (r + 1) * cols);
+  return widen(picked);
 }
 
 }  // namespace course

@@ -22,4 +22,9 @@ std::vector<double> query_scores(const std::vector<float>& q, const std::vector<
 std::vector<double> score_matrix(const std::vector<float>& Q, const std::vector<float>& K,
                                  int n_q, int n_k, int d, double scale);
 
+// Row-wise softmax: y[r][c] = exp(x[r][c] - m_r) / sum_c' exp(x[r][c'] - m_r), m_r the
+// row's max. x, y: [rows, cols]. A row whose every entry is -inf (fully masked) gives
+// zeros: the convention from chapter 04 on.
+std::vector<double> softmax_rows(const std::vector<double>& x, int rows, int cols);
+
 }  // namespace course::reference
