@@ -1,4 +1,4 @@
-# course_chapter(NN_name KERNELS a.cu ... TESTS test_x.cpp ...)
+# course_chapter(NN_name KERNELS a.cu ... TESTS test_x.cpp ... [USES MM_other ...])
 #
 # Defines one chapter, laid out as
 #   chapters/NN_name/   the lesson, the chapter's header (its host-side API) and main.cu
@@ -7,11 +7,13 @@
 # and creates
 #   chNN_exercises, chNN_solutions   the kernels of each track, as static libraries
 #   chNN_name                        the chapter executable (bin/), linking COURSE_TRACK's kernels
+#                                    and those of the chapters named in USES (to compare with them)
 #   test_chNN                        the suite, linking COURSE_TRACK's kernels
 #   test_chNN_stubs                  (solutions track) the same suite linking the exercise stubs
 # and registers in ctest, one test per doctest case, with labels:
 #   NN + cpu|gpu     the suite        NN.gpu: ... / NN.cpu: ...
-#   NN + stubs       every "gpu:" case run against the stubs, which must FAIL (WILL_FAIL)
+#   NN + stubs       every case of the learner's code run against the stubs, which must
+#                    FAIL (WILL_FAIL); "... (given): ..." cases check shipped code instead
 #   NN + sanitize    the suite's GPU cases under compute-sanitizer, one test per tool
 #   NN + tour        the chapter executable
 # A GPU case that finds no usable GPU prints "[course] SKIPPED: <reason>", which ctest
@@ -32,15 +34,15 @@ endfunction()
 # Writes a ctest include file that labels the tests doctest_discover_tests found for
 # `target` (ctest reads it after the discovered list; doctest's own PROPERTIES cannot
 # carry a list of labels).
-function(_course_label_tests target chapter list_var extra_gpu_properties)
+function(_course_label_tests target chapter list_var extra_labels)
   set(file ${CMAKE_CURRENT_BINARY_DIR}/${target}_labels.cmake)
   file(WRITE ${file} "
 foreach(t IN LISTS ${list_var})
   if(t MATCHES \"gpu\")
-    set_tests_properties(\"\${t}\" PROPERTIES LABELS \"${chapter};gpu${extra_gpu_properties}\"
+    set_tests_properties(\"\${t}\" PROPERTIES LABELS \"${chapter};gpu${extra_labels}\"
       RESOURCE_LOCK gpu TIMEOUT 600 SKIP_REGULAR_EXPRESSION \"${COURSE_SKIP_REGEX}\"${ARGN})
   else()
-    set_tests_properties(\"\${t}\" PROPERTIES LABELS \"${chapter};cpu\" TIMEOUT 120)
+    set_tests_properties(\"\${t}\" PROPERTIES LABELS \"${chapter};cpu${extra_labels}\" TIMEOUT 120${ARGN})
   endif()
 endforeach()
 ")
@@ -48,7 +50,7 @@ endforeach()
 endfunction()
 
 function(course_chapter dir)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "KERNELS;TESTS")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "KERNELS;TESTS;USES")
   string(SUBSTRING "${dir}" 0 2 num)
   set(chapter_dir  ${PROJECT_SOURCE_DIR}/chapters/${dir})
   set(exercise_dir ${PROJECT_SOURCE_DIR}/exercises/${dir})
@@ -83,6 +85,10 @@ function(course_chapter dir)
   set(exe ch${dir})
   add_executable(${exe} ${chapter_dir}/main.cu)
   target_link_libraries(${exe} PRIVATE ${kernels} course::common)
+  foreach(used IN LISTS arg_USES)
+    string(SUBSTRING "${used}" 0 2 used_num)
+    target_link_libraries(${exe} PRIVATE ch${used_num}_${COURSE_TRACK})
+  endforeach()
   course_warnings(${exe})
   add_test(NAME ${num}.tour COMMAND ${exe})
   set_tests_properties(${num}.tour PROPERTIES LABELS "tour;${num}" RESOURCE_LOCK gpu
@@ -97,14 +103,14 @@ function(course_chapter dir)
   doctest_discover_tests(${suite} TEST_PREFIX "${num}." TEST_LIST ${suite}_list)
   _course_label_tests(${suite} ${num} ${suite}_list "")
 
-  # The same suite against the shipped stubs: every case that checks a learner's
-  # kernel ("gpu: ...") must fail, or the suite is vacuous.
+  # The same suite against the shipped stubs: every case that checks the learner's
+  # code ("gpu: ..." and "cpu: ...", not "... (given): ...") must fail, or the suite is vacuous.
   if(COURSE_TRACK STREQUAL "solutions")
     set(stubs test_ch${num}_stubs)
     add_executable(${stubs} ${tests})
     target_link_libraries(${stubs} PRIVATE ch${num}_exercises course::testing)
     course_warnings(${stubs})
-    doctest_discover_tests(${stubs} TEST_SPEC "gpu:*" TEST_PREFIX "${num}.stubs."
+    doctest_discover_tests(${stubs} TEST_SPEC "gpu:*,cpu:*" TEST_PREFIX "${num}.stubs."
                            TEST_LIST ${stubs}_list)
     _course_label_tests(${stubs} ${num} ${stubs}_list ";stubs" " WILL_FAIL TRUE")
   endif()

@@ -30,7 +30,7 @@ ctest --test-dir "$build" -L "$labels" -LE "tour|sanitize" --output-on-failure >
 note "tests: $(grep -E 'tests passed' "$out/test.log") ($((SECONDS - t0)) s)"
 grep -E "\(Failed\)|\(Skipped\)|Not Run|Timeout" "$out/test.log" | head -20
 for stubs in "$build"/bin/test_ch*_stubs; do
-  "$stubs" --test-case='gpu:*' > "$out/$(basename "$stubs").log" 2>&1
+  "$stubs" --test-case='gpu:*,cpu:*' > "$out/$(basename "$stubs").log" 2>&1
   note "$(basename "$stubs"): $(grep -E '^\[doctest\] test cases' "$out/$(basename "$stubs").log")"
 done
 

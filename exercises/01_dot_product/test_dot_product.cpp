@@ -185,7 +185,7 @@ TEST_CASE("gpu (given): score_matrix_naive") {
     check_score_matrix(ch01::score_matrix_naive, "score_matrix_naive", rng, s[0], s[1], s[2]);
 }
 
-TEST_CASE("cpu: the launch functions reject impossible sizes before touching the GPU") {
+TEST_CASE("cpu (given): the launch functions reject impossible sizes before touching the GPU") {
   CHECK_THROWS_AS(ch01::dot(nullptr, nullptr, 0, nullptr, nullptr, nullptr), std::invalid_argument);
   CHECK_THROWS_AS(ch01::query_scores(nullptr, nullptr, 0, 64, 1.0f, nullptr, nullptr), std::invalid_argument);
   CHECK_THROWS_AS(ch01::score_matrix(nullptr, nullptr, 4, 4, 0, 1.0f, nullptr, nullptr), std::invalid_argument);

@@ -73,7 +73,7 @@ TEST_CASE("gpu (given): softmax_naive: right on small logits, NaN once exp overf
   CHECK(run(float{}, 88.0f) == doctest::Approx(1.0 / 64));
 }
 
-TEST_CASE("cpu: softmax_safe rejects empty shapes") {
+TEST_CASE("cpu (given): softmax_safe rejects empty shapes") {
   CHECK_THROWS_AS(ch02::softmax_safe(static_cast<const float*>(nullptr), nullptr, 0, 10, nullptr),
                   std::invalid_argument);
   CHECK_THROWS_AS(ch02::softmax_safe(static_cast<const float*>(nullptr), nullptr, 10, 0, nullptr),

@@ -7,9 +7,10 @@
 //     COURSE_CHECK_CLOSE(course::compare(got, ref, course::tolerance::fp32, shape, "dot n=33"));
 //   }
 //
-// Test names say where they run: "gpu: ..." checks a kernel the learner writes (and must
-// fail against the stubs), "gpu (given): ..." a kernel the exercise ships complete,
-// "cpu: ..." host code only. The build labels them from these prefixes.
+// Test names say where they run and whose code they check: "gpu: ..." and "cpu: ..."
+// check code the learner writes (and must fail against the stubs); "gpu (given): ..."
+// and "cpu (given): ..." check code the exercise ships complete. The build labels the
+// cases gpu or cpu from these prefixes.
 #pragma once
 
 #include "course/compare.hpp"
