@@ -1,0 +1,40 @@
+// The running state of online softmax, for the chapters after 03 (masked softmax, flash
+// attention, split-KV decoding). Chapter 03 derives it and has the learner write it;
+// this is the library copy the later chapters build on.
+//
+//   MaxSum {m, l}: m = max of the values seen, l = sum of exp(x - m) over them.
+//   The empty state is (-inf, 0); one value x is (x, 1).
+//   merge(a, b): the state of both parts; associative and commutative, (-inf, 0) the identity.
+#pragma once
+
+#include "course/hd.hpp"
+
+#include <cmath>
+
+namespace course {
+
+struct MaxSum {
+  float m;
+  float l;
+};
+
+COURSE_HD inline MaxSum merge(MaxSum a, MaxSum b) {
+  const float m = fmaxf(a.m, b.m);
+  if (m == -INFINITY) return {-INFINITY, 0.0f};  // both empty: avoid exp(-inf + inf) = NaN
+  return {m, a.l * expf(a.m - m) + b.l * expf(b.m - m)};
+}
+
+#ifdef __CUDACC__
+// Lets course::warp_reduce / block_reduce (reduce.cuh) combine states.
+__device__ inline MaxSum shfl_xor(MaxSum s, int lane_mask) {
+  return {__shfl_xor_sync(0xffffffffu, s.m, lane_mask), __shfl_xor_sync(0xffffffffu, s.l, lane_mask)};
+}
+
+// merge as a reduction operator for course::warp_reduce / block_reduce.
+struct MergeMaxSum {
+  __device__ MaxSum operator()(MaxSum a, MaxSum b) const { return merge(a, b); }
+  __device__ static MaxSum identity() { return {-INFINITY, 0.0f}; }
+};
+#endif
+
+}  // namespace course
