@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
       return int(course::kExitUnsupported);
     }
     std::printf("GPU: %s\n", course::describe(gpu.prop).c_str());
-    std::printf("one read keeps rows of up to %d values on chip here%s\n", ch03::one_read_max_cols(),
-                ch03::one_read_max_cols() > 32768 ? " (a cluster of up to 8 blocks per row)" : "");
+    std::printf("one read keeps rows of up to %d float32 or %d 16-bit values on chip here\n",
+                ch03::one_read_max_cols(4), ch03::one_read_max_cols(2));
     const double copy_gbps = course::measure_copy_gbps();
     std::printf("device-to-device copy: %.0f GB/s (read + write), the ceiling\n\n", copy_gbps);
 

@@ -41,14 +41,16 @@ void softmax_online(const __half* x, __half* y, int rows, int cols, cudaStream_t
 void softmax_online(const __nv_bfloat16* x, __nv_bfloat16* y, int rows, int cols, cudaStream_t stream);
 
 // One read (yours): the row stays in registers between the statistics and the output,
-// so it is read once and written once. A row longer than one block is split over a
-// cluster of blocks (sm_90+), which merge their states through distributed shared memory.
-// Rows longer than one_read_max_cols() fall back to softmax_online.
+// so it is read once and written once. A short row is one warp's; a longer one a block's;
+// longer still, it is split over a cluster of blocks (sm_90+), which merge their states
+// through distributed shared memory. Rows longer than one_read_max_cols() fall back to
+// softmax_online. x and y need not be aligned (unaligned rows are read value by value).
 void softmax_one_read(const float* x, float* y, int rows, int cols, cudaStream_t stream);
 void softmax_one_read(const __half* x, __half* y, int rows, int cols, cudaStream_t stream);
 void softmax_one_read(const __nv_bfloat16* x, __nv_bfloat16* y, int rows, int cols, cudaStream_t stream);
 
-// The longest row softmax_one_read keeps on chip on the current GPU.
-int one_read_max_cols();
+// The longest row softmax_one_read keeps on chip on the current GPU, for values of
+// `value_bytes` bytes (4: float, 2: half and bfloat16).
+int one_read_max_cols(int value_bytes);
 
 }  // namespace ch03

@@ -142,13 +142,14 @@ void check_everything(course::SoftmaxFn<T> fn, const char* name, course::Rng& rn
   check_cases<T>(fn, name, course::testing::softmax_length_cases(rng));
 }
 
-// Lengths around the one-read kernel's boundaries: 32 values per thread, blocks of up to
-// 512 threads (16384 values), clusters of up to 8 blocks, and one past the longest row
-// it keeps on chip (it must then fall back to two reads).
-std::vector<course::testing::SoftmaxCase> one_read_boundaries(course::Rng& rng) {
+// Lengths around the one-read kernel's boundaries for values of `bytes` bytes: 128 bytes
+// a thread, a warp (4 KiB of row), a block of 512 threads (64 KiB), clusters, and one
+// past the longest row it keeps on chip (it must then fall back to two reads).
+std::vector<course::testing::SoftmaxCase> one_read_boundaries(course::Rng& rng, int bytes) {
   std::vector<course::testing::SoftmaxCase> cases;
-  const int longest = ch03::one_read_max_cols();
-  for (int cols : {16383, 16384, 16385, 32767, 32769, 100003, longest - 1, longest, longest + 1}) {
+  const int warp = 4096 / bytes, block = 65536 / bytes, longest = ch03::one_read_max_cols(bytes);
+  for (int cols : {warp - 1, warp + 1, block - 1, block, block + 1, 2 * block + 1, 100003, longest - 1, longest,
+                   longest + 1}) {
     const int rows = std::clamp(1'000'000 / cols, 2, 20);
     cases.push_back({"one-read boundary", rows, cols, rng.logits(std::size_t(rows) * cols, 2.0f)});
   }
@@ -174,7 +175,7 @@ TEST_CASE("gpu: softmax_one_read: chapter 02's cases and the block and cluster b
   COURSE_SKIP_WITHOUT_GPU();
   COURSE_SEEDED_RNG(rng);
   check_everything<float>(ch03::softmax_one_read, "softmax_one_read", rng);
-  check_cases<float>(ch03::softmax_one_read, "softmax_one_read", one_read_boundaries(rng));
+  check_cases<float>(ch03::softmax_one_read, "softmax_one_read", one_read_boundaries(rng, 4));
 }
 
 TEST_CASE("gpu: softmax_one_read: chapter 02's cases and the block and cluster boundaries, fp16 and bf16") {
@@ -182,7 +183,7 @@ TEST_CASE("gpu: softmax_one_read: chapter 02's cases and the block and cluster b
   COURSE_SEEDED_RNG(rng);
   check_everything<__half>(ch03::softmax_one_read, "softmax_one_read", rng);
   check_everything<__nv_bfloat16>(ch03::softmax_one_read, "softmax_one_read", rng);
-  check_cases<__half>(ch03::softmax_one_read, "softmax_one_read", one_read_boundaries(rng));
+  check_cases<__half>(ch03::softmax_one_read, "softmax_one_read", one_read_boundaries(rng, 2));
 }
 
 namespace {

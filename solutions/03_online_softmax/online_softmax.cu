@@ -74,10 +74,112 @@ __global__ void softmax_online_kernel(const T* __restrict__ x, T* __restrict__ y
     y_row[c] = course::from_float<T>(expf(to_float(x_row[c]) - state.m) * inv_l);
 }
 
-// Values each thread of the one-read kernel holds in registers.
-constexpr int kItems = 32;
+// ---- One read: the row in registers ------------------------------------------------
+// Each thread holds kVectors 16-byte vectors of its row (128 bytes: 32 floats or 64
+// halves) as raw stored values. 128 bytes a thread, ~32 warps an SM: ~128 KB of loads in
+// flight per SM, what it takes to keep HBM busy.
+constexpr int kVectors = 8;
+constexpr int kWarpsPerBlock = 4;  // warp-per-row kernel: rows per block
 constexpr int kMaxThreads = 1024;
-constexpr int kMaxCluster = 8;  // the portable cluster size limit
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <class T>
+constexpr int kItems = kVectors * course::kVec<T>;  // values per thread
+
+// exp(x - m) as 2^((x - m) log2 e): the GPU's exponential unit computes powers of 2.
+__device__ __forceinline__ float exp_shifted(float x, float m) { return exp2f((x - m) * kLog2e); }
+
+// A thread's share of a row: vector i starts at column first_col + i * stride_cols.
+// whole_vectors: x and y are 16-byte aligned and cols is a multiple of kVec<T>, so each
+// vector is wholly inside the row or wholly past its end; otherwise value by value.
+template <class T>
+struct RowShare {
+  int first_col;
+  int stride_cols;
+  int cols;
+  bool whole_vectors;
+  __device__ int col(int i) const { return first_col + i * stride_cols; }
+};
+
+// Reads this thread's share of the row into registers; values past the row's end are -inf.
+template <class T>
+__device__ __forceinline__ void load_share(uint4 (&raw)[kVectors], const T* __restrict__ x_row,
+                                           const RowShare<T>& share) {
+  constexpr int V = course::kVec<T>;
+#pragma unroll
+  for (int i = 0; i < kVectors; ++i) {
+    const int col = share.col(i);
+    if (share.whole_vectors && col < share.cols) {
+      raw[i] = *reinterpret_cast<const uint4*>(x_row + col);
+    } else {
+      float v[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = col + j < share.cols ? to_float(x_row[col + j]) : -INFINITY;
+      raw[i] = course::pack<T>(v);
+    }
+  }
+}
+
+// The state (m, l) of the values in registers, folded vector by vector with merge: the
+// online recurrence again, at the grain of 16 bytes (each vector's floats die at once).
+template <class T>
+__device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[kVectors]) {
+  constexpr int V = course::kVec<T>;
+  MaxSum state = Merge::identity();
+#pragma unroll
+  for (int i = 0; i < kVectors; ++i) {
+    float v[V];
+    course::unpack<T>(raw[i], v);
+    float m = v[0];
+#pragma unroll
+    for (int j = 1; j < V; ++j) m = fmaxf(m, v[j]);
+    if (m == -INFINITY) continue;  // all padding: exp(-inf - (-inf)) would be NaN
+    float l = 0.0f;
+#pragma unroll
+    for (int j = 0; j < V; ++j) l += exp_shifted(v[j], m);
+    state = merge(state, {m, l});
+  }
+  return state;
+}
+
+// y = exp(x - m) / l for the values in registers, written where they were read from.
+template <class T>
+__device__ __forceinline__ void store_share(const uint4 (&raw)[kVectors], T* __restrict__ y_row,
+                                            const RowShare<T>& share, MaxSum row) {
+  constexpr int V = course::kVec<T>;
+  const float inv_l = 1.0f / row.l;
+#pragma unroll
+  for (int i = 0; i < kVectors; ++i) {
+    const int col = share.col(i);
+    float out[V];
+    course::unpack<T>(raw[i], out);
+#pragma unroll
+    for (int j = 0; j < V; ++j) out[j] = exp_shifted(out[j], row.m) * inv_l;
+    if (share.whole_vectors && col < share.cols) {
+      course::store_vec(y_row + col, out);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        if (col + j < share.cols) y_row[col + j] = course::from_float<T>(out[j]);
+    }
+  }
+}
+
+// Short rows (at most 32 * kItems<T> values): one warp per row, kWarpsPerBlock rows per
+// block; the row's state needs only the warp's shuffles, no shared memory, no barrier.
+template <class T>
+__global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int rows, int cols,
+                                         bool whole_vectors) {
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;  // a whole warp leaves together: the shuffles below stay full
+  const std::size_t row_start = std::size_t(row) * cols;
+  const RowShare<T> share{lane * course::kVec<T>, 32 * course::kVec<T>, cols, whole_vectors};
+  uint4 raw[kVectors];
+  load_share(raw, x + row_start, share);
+  const MaxSum state = course::warp_reduce(share_state<T>(raw), Merge{});
+  store_share(raw, y + row_start, share, state);
+}
 
 // The row's state from the states of the blocks of this block's cluster (each holds a
 // slice of the row). Result valid in every thread of every block of the cluster. Every
@@ -100,72 +202,24 @@ __device__ MaxSum cluster_reduce(MaxSum state, int cluster_size) {
   return state;
 }
 
-// The row stays in registers: read once, written once. The C blocks of a cluster (C = 1
-// without one) split the row: block `rank` owns columns [rank * S, (rank + 1) * S) with
-// S = blockDim.x * kItems, and thread t holds the 16-byte vectors t, t + blockDim.x, ...
-// of that slice, so each load instruction of a warp reads 512 contiguous bytes.
-// whole_vectors: x and y are 16-byte aligned and cols is a multiple of V, so every row
-// starts aligned and a vector lies wholly inside the row or wholly past its end;
-// otherwise the kernel reads and writes value by value.
+// Longer rows: one block per row, or a cluster of `cluster_size` blocks per row (sm_90+).
+// Block `rank` of a cluster owns columns [rank * S, (rank + 1) * S), S = blockDim.x * kItems,
+// and thread t its vectors t, t + blockDim.x, ...: each warp load reads 512 contiguous bytes.
 template <class T>
 __global__ void __launch_bounds__(kMaxThreads)
-softmax_one_read_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, int cluster_size,
-                        bool whole_vectors) {
-  constexpr int V = course::kVec<T>;        // values per 16-byte vector
-  constexpr int kVectors = kItems / V;      // vectors per thread
+softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, int cluster_size,
+                          bool whole_vectors) {
   __shared__ MaxSum scratch[32];
   const std::size_t row = blockIdx.x / cluster_size;
   const int rank = blockIdx.x % cluster_size;  // this block's slice of the row
-  const int slice_start = rank * blockDim.x * kItems;
-  const T* x_row = x + row * cols;
-  T* y_row = y + row * cols;
-
-  float v[kVectors][V];  // this thread's values; constant indices keep them in registers
-#pragma unroll
-  for (int i = 0; i < kVectors; ++i) {
-    const int col = slice_start + (i * blockDim.x + threadIdx.x) * V;  // first column of vector i
-    if (whole_vectors && col < cols) {
-      course::load_vec(x_row + col, v[i]);
-    } else {
-#pragma unroll
-      for (int j = 0; j < V; ++j) v[i][j] = col + j < cols ? to_float(x_row[col + j]) : -INFINITY;
-    }
-  }
-
-  // This thread's state: its max, then its sum of exp(x - m). Each value is replaced by
-  // its exponential, so the output needs no second exp per value.
-  float m = -INFINITY;
-#pragma unroll
-  for (int i = 0; i < kVectors; ++i)
-#pragma unroll
-    for (int j = 0; j < V; ++j) m = fmaxf(m, v[i][j]);
-  float l = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kVectors; ++i)
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      v[i][j] = m == -INFINITY ? 0.0f : expf(v[i][j] - m);  // a thread past the row's end has none
-      l += v[i][j];
-    }
-
-  MaxSum row_state = course::block_reduce(MaxSum{m, l}, Merge{}, scratch);
-  row_state = cluster_reduce(row_state, cluster_size);
-
-  // y = exp(x - m_row) / l_row = exp(x - m) * [exp(m - m_row) / l_row]: one exp per thread.
-  const float scale = m == -INFINITY ? 0.0f : expf(m - row_state.m) / row_state.l;
-#pragma unroll
-  for (int i = 0; i < kVectors; ++i) {
-    const int col = slice_start + (i * blockDim.x + threadIdx.x) * V;
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[i][j] *= scale;
-    if (whole_vectors && col < cols) {
-      course::store_vec(y_row + col, v[i]);
-    } else {
-#pragma unroll
-      for (int j = 0; j < V; ++j)
-        if (col + j < cols) y_row[col + j] = course::from_float<T>(v[i][j]);
-    }
-  }
+  const int slice_start = rank * blockDim.x * kItems<T>;
+  const RowShare<T> share{slice_start + int(threadIdx.x) * course::kVec<T>, int(blockDim.x) * course::kVec<T>,
+                          cols, whole_vectors};
+  uint4 raw[kVectors];
+  load_share(raw, x + row * cols, share);
+  MaxSum state = course::block_reduce(share_state<T>(raw), Merge{}, scratch);
+  state = cluster_reduce(state, cluster_size);
+  store_share(raw, y + row * cols, share, state);
 }
 
 void check_shape(int rows, int cols, const char* name) {
@@ -191,21 +245,58 @@ bool clusters_supported() {
   return supported != 0;
 }
 
-// How the one-read kernel covers a row: `threads` per block, `cluster` blocks per row.
-struct OneReadPlan {
+// The largest cluster of `threads`-thread blocks of the block kernel this GPU runs: 16
+// where non-portable cluster sizes are allowed (H100, H200), else the portable 8; 1
+// without clusters.
+template <class T>
+int find_max_cluster(int threads) {
+  if (!clusters_supported()) return 1;
+  const auto kernel = softmax_block_rows_kernel<T>;
+  for (int cluster : {16, 8}) {
+    if (cluster > 8 &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    cudaLaunchAttribute dims{};
+    dims.id = cudaLaunchAttributeClusterDimension;
+    dims.val.clusterDim.x = cluster;
+    dims.val.clusterDim.y = dims.val.clusterDim.z = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(cluster);
+    config.blockDim = dim3(threads);
+    config.attrs = &dims;
+    config.numAttrs = 1;
+    int active = 0;
+    if (cudaOccupancyMaxActiveClusters(&active, kernel, &config) == cudaSuccess && active > 0) return cluster;
+    cudaGetLastError();
+  }
+  return 1;
+}
+
+template <class T>
+int max_cluster(int threads) {
+  static int cached[2] = {0, 0};  // for 512- and 1024-thread blocks: asked once, not per launch
+  int& slot = cached[threads == kMaxThreads];
+  if (slot == 0) slot = find_max_cluster<T>(threads);
+  return slot;
+}
+
+// How the block kernel covers a row: `threads` per block, `cluster` blocks per row.
+struct BlockPlan {
   int threads = 0;
   int cluster = 0;  // 0: the row does not fit on chip
 };
 
-OneReadPlan plan_one_read(int cols) {
-  const int threads = round_up((cols + kItems - 1) / kItems, 32);
-  if (threads <= 512) return {threads, 1};
-  if (!clusters_supported()) return threads <= kMaxThreads ? OneReadPlan{threads, 1} : OneReadPlan{};
-  // Prefer clusters of 512-thread blocks, two of which share an SM (one finishing its
-  // row while the other loads); past 8 x 512 x kItems use 1024-thread blocks.
-  for (int block : {512, kMaxThreads}) {
-    const int cluster = (cols + block * kItems - 1) / (block * kItems);
-    if (cluster <= kMaxCluster) return {block, cluster};
+// Blocks of at most 512 threads, two of which share an SM (one loads while the other
+// writes); a cluster when one block is not enough; 1024-thread blocks only past that.
+template <class T>
+BlockPlan plan_block_rows(int cols) {
+  for (int threads : {512, kMaxThreads}) {
+    const int per_block = threads * kItems<T>;
+    const int blocks = (cols + per_block - 1) / per_block;
+    if (blocks == 1) return {std::min(threads, round_up((cols + kItems<T> - 1) / kItems<T>, 32)), 1};
+    if (blocks <= max_cluster<T>(threads)) return {threads, blocks};
   }
   return {};
 }
@@ -213,11 +304,17 @@ OneReadPlan plan_one_read(int cols) {
 template <class T>
 void launch_one_read(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
   check_shape(rows, cols, "softmax_one_read");
-  const OneReadPlan plan = plan_one_read(cols);
-  if (plan.cluster == 0 || std::size_t(rows) * plan.cluster > 0x7fffffffu)
-    return launch_online(x, y, rows, cols, stream);
   const bool whole_vectors = cols % course::kVec<T> == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0 &&
                              reinterpret_cast<std::uintptr_t>(y) % 16 == 0;
+  if (cols <= 32 * kItems<T>) {
+    const int blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+    softmax_warp_rows_kernel<<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(x, y, rows, cols, whole_vectors);
+    COURSE_CHECK_LAUNCH();
+    return;
+  }
+  const BlockPlan plan = plan_block_rows<T>(cols);
+  if (plan.cluster == 0 || std::size_t(rows) * plan.cluster > 0x7fffffffu)
+    return launch_online(x, y, rows, cols, stream);
   cudaLaunchAttribute cluster_dims{};
   cluster_dims.id = cudaLaunchAttributeClusterDimension;
   cluster_dims.val.clusterDim.x = plan.cluster;
@@ -229,7 +326,7 @@ void launch_one_read(const T* x, T* y, int rows, int cols, cudaStream_t stream) 
   config.stream = stream;
   config.attrs = &cluster_dims;
   config.numAttrs = plan.cluster > 1 ? 1 : 0;
-  COURSE_CUDA_CHECK(cudaLaunchKernelEx(&config, softmax_one_read_kernel<T>, x, y, cols, plan.cluster,
+  COURSE_CUDA_CHECK(cudaLaunchKernelEx(&config, softmax_block_rows_kernel<T>, x, y, cols, plan.cluster,
                                        whole_vectors));
 }
 
@@ -254,6 +351,8 @@ void softmax_one_read(const __nv_bfloat16* x, __nv_bfloat16* y, int rows, int co
   launch_one_read(x, y, rows, cols, s);
 }
 
-int one_read_max_cols() { return (clusters_supported() ? kMaxCluster : 1) * kMaxThreads * kItems; }
+int one_read_max_cols(int value_bytes) {
+  return max_cluster<float>(kMaxThreads) * kMaxThreads * (kVectors * 16 / value_bytes);
+}
 
 }  // namespace ch03

@@ -24,23 +24,95 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
 template <class T>
 inline constexpr int kVec = 16 / sizeof(T);
 
+// The kVec<T> values packed in 16 bytes (as loaded), widened to float, and back. Word by
+// word with the paired conversions (two halves per 32-bit word), so the vector never
+// leaves registers.
+template <class T>
+__device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kVec<T>]);
+template <class T>
+__device__ __forceinline__ uint4 pack(const float (&in)[kVec<T>]);
+
+template <>
+__device__ __forceinline__ void unpack<float>(const uint4& raw, float (&out)[4]) {
+  out[0] = __uint_as_float(raw.x), out[1] = __uint_as_float(raw.y);
+  out[2] = __uint_as_float(raw.z), out[3] = __uint_as_float(raw.w);
+}
+template <>
+__device__ __forceinline__ uint4 pack<float>(const float (&in)[4]) {
+  return {__float_as_uint(in[0]), __float_as_uint(in[1]), __float_as_uint(in[2]), __float_as_uint(in[3])};
+}
+
+namespace detail {
+// Pairs of 16-bit values in one 32-bit word, low value first.
+__device__ __forceinline__ float2 widen_word(unsigned word, __half) {
+  __half2 pair;
+  __builtin_memcpy(&pair, &word, sizeof word);
+  return __half22float2(pair);
+}
+__device__ __forceinline__ unsigned narrow_word(float2 f, __half) {
+  const __half2 pair = __float22half2_rn(f);
+  unsigned word;
+  __builtin_memcpy(&word, &pair, sizeof word);
+  return word;
+}
+// A bfloat16 is the top half of a float: widening is a shift or a mask, and narrowing
+// rounds the float's bits to nearest even before keeping the top half.
+__device__ __forceinline__ float2 widen_word(unsigned word, __nv_bfloat16) {
+  return make_float2(__uint_as_float(word << 16), __uint_as_float(word & 0xFFFF0000u));
+}
+__device__ __forceinline__ unsigned round_to_bf16_bits(float f) {
+  const unsigned u = __float_as_uint(f);
+  return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+__device__ __forceinline__ unsigned narrow_word(float2 f, __nv_bfloat16) {
+  return round_to_bf16_bits(f.x) | (round_to_bf16_bits(f.y) << 16);
+}
+
+template <class T>
+__device__ __forceinline__ void unpack_pairs(const uint4& raw, float (&out)[8]) {
+  const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    const float2 f = widen_word(words[w], T{});
+    out[2 * w] = f.x, out[2 * w + 1] = f.y;
+  }
+}
+template <class T>
+__device__ __forceinline__ uint4 pack_pairs(const float (&in)[8]) {
+  unsigned words[4];
+#pragma unroll
+  for (int w = 0; w < 4; ++w) words[w] = narrow_word(make_float2(in[2 * w], in[2 * w + 1]), T{});
+  return {words[0], words[1], words[2], words[3]};
+}
+}  // namespace detail
+
+template <>
+__device__ __forceinline__ void unpack<__half>(const uint4& raw, float (&out)[8]) {
+  detail::unpack_pairs<__half>(raw, out);
+}
+template <>
+__device__ __forceinline__ uint4 pack<__half>(const float (&in)[8]) {
+  return detail::pack_pairs<__half>(in);
+}
+template <>
+__device__ __forceinline__ void unpack<__nv_bfloat16>(const uint4& raw, float (&out)[8]) {
+  detail::unpack_pairs<__nv_bfloat16>(raw, out);
+}
+template <>
+__device__ __forceinline__ uint4 pack<__nv_bfloat16>(const float (&in)[8]) {
+  return detail::pack_pairs<__nv_bfloat16>(in);
+}
+
 // out[i] = p[i] for i < kVec<T>, one 16-byte load; p must be 16-byte aligned.
 template <class T>
 __device__ __forceinline__ void load_vec(const T* p, float (&out)[kVec<T>]) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const T* v = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-  for (int i = 0; i < kVec<T>; ++i) out[i] = to_float(v[i]);
+  unpack<T>(*reinterpret_cast<const uint4*>(p), out);
 }
 
 // p[i] = in[i] for i < kVec<T>, one 16-byte store; p must be 16-byte aligned.
 template <class T>
 __device__ __forceinline__ void store_vec(T* p, const float (&in)[kVec<T>]) {
-  uint4 raw;
-  T* v = reinterpret_cast<T*>(&raw);
-#pragma unroll
-  for (int i = 0; i < kVec<T>; ++i) v[i] = from_float<T>(in[i]);
-  *reinterpret_cast<uint4*>(p) = raw;
+  *reinterpret_cast<uint4*>(p) = pack<T>(in);
 }
 
 }  // namespace course
