@@ -76,19 +76,27 @@ __global__ void softmax_online_kernel(const T* __restrict__ x, T* __restrict__ y
 }
 
 // ---- One read: the row in registers ------------------------------------------------
-// Each thread holds kVectors 16-byte vectors of its row (128 bytes: 32 floats or 64
-// halves) as raw stored values. 128 bytes a thread, ~32 warps an SM: ~128 KB of loads in
-// flight per SM, what it takes to keep HBM busy.
+// Each thread holds N 16-byte vectors of its row as raw stored values: with N = 8, 128
+// bytes (32 floats or 64 halves). 128 bytes a thread and ~32 warps an SM keep ~128 KB of
+// loads in flight per SM, what it takes to keep HBM busy.
 constexpr int kVectors = 8;
 constexpr int kWarpsPerBlock = 4;  // warp-per-row kernel: rows per block
 constexpr int kMaxThreads = 1024;
+constexpr int kMaxCluster = 8;     // the portable limit
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <class T>
-constexpr int kItems = kVectors * course::kVec<T>;  // values per thread
+constexpr int kItems = kVectors * course::kVec<T>;  // values per thread of the block kernel
 
-// exp(x - m) as 2^((x - m) log2 e): the GPU's exponential unit computes powers of 2.
-__device__ __forceinline__ float exp_shifted(float x, float m) { return exp2f((x - m) * kLog2e); }
+// exp(x - m) = 2^((x - m) log2 e), on the multifunction unit: ex2.approx is within 2 ulp
+// and flushes results below 2^-126 to 0 (far below any probability the tests resolve);
+// exp2f would add a few instructions per value to handle those, and the 16-bit types,
+// with 4 values to process per byte, would feel them.
+__device__ __forceinline__ float exp_shifted(float x, float m) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"((x - m) * kLog2e));
+  return y;
+}
 
 // A thread's share of a row: vector i starts at column first_col + i * stride_cols.
 // whole_vectors: x and y are 16-byte aligned and cols is a multiple of kVec<T>, so each
@@ -103,19 +111,19 @@ struct RowShare {
 };
 
 // Reads this thread's share of the row into registers; values past the row's end are -inf.
-template <class T>
-__device__ __forceinline__ void load_share(uint4 (&raw)[kVectors], const T* __restrict__ x_row,
+template <class T, int N>
+__device__ __forceinline__ void load_share(uint4 (&raw)[N], const T* __restrict__ x_row,
                                            const RowShare<T>& share) {
-  // TODO(03.4a): for each vector i (#pragma unroll: raw must stay in registers), at column
-  // col = share.col(i): with share.whole_vectors and col < share.cols, one 16-byte load,
-  // raw[i] = *reinterpret_cast<const uint4*>(x_row + col); otherwise fill a float[kVec<T>]
-  // value by value (-INFINITY past share.cols) and raw[i] = course::pack<T>(it).
+  // TODO(03.4a): for each vector i < N (#pragma unroll: raw must stay in registers), at
+  // column col = share.col(i): with share.whole_vectors and col < share.cols, one 16-byte
+  // load, raw[i] = *reinterpret_cast<const uint4*>(x_row + col); otherwise fill a
+  // float[kVec<T>] value by value (-INFINITY past share.cols), raw[i] = course::pack<T>(it).
 }
 
 // The state (m, l) of the values in registers, folded vector by vector with merge: the
 // online recurrence again, at the grain of 16 bytes (each vector's floats die at once).
-template <class T>
-__device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[kVectors]) {
+template <class T, int N>
+__device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[N]) {
   // TODO(03.4b): fold the vectors into one state: for each, course::unpack<T> it to floats,
   // take its max m (skip a vector that is all -INFINITY) and l = sum of exp_shifted(v, m),
   // and merge {m, l} into the running state, which starts as Merge::identity().
@@ -123,17 +131,18 @@ __device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[kVectors]) {
 }
 
 // y = exp(x - m) / l for the values in registers, written where they were read from.
-template <class T>
-__device__ __forceinline__ void store_share(const uint4 (&raw)[kVectors], T* __restrict__ y_row,
+template <class T, int N>
+__device__ __forceinline__ void store_share(const uint4 (&raw)[N], T* __restrict__ y_row,
                                             const RowShare<T>& share, MaxSum row) {
   // TODO(03.4c): for each vector: unpack it, out[j] = exp_shifted(value, row.m) / row.l,
   // and write it back where load_share read it from (course::pack<T> + one 16-byte store,
   // or value by value with course::from_float<T>, only columns < share.cols).
 }
 
-// Short rows (at most 32 * kItems<T> values): one warp per row, kWarpsPerBlock rows per
+// Short rows (at most 32 * N * kVec<T> values): one warp per row, kWarpsPerBlock rows per
 // block; the row's state needs only the warp's shuffles, no shared memory, no barrier.
-template <class T>
+// N = 4 for rows that would leave lanes idle with 8 (a 1024-value fp16 row).
+template <class T, int N>
 __global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int rows, int cols,
                                          bool whole_vectors) {
   const int lane = threadIdx.x % 32;
@@ -141,7 +150,7 @@ __global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict_
   if (row >= rows) return;  // a whole warp leaves together: the shuffles below stay full
   const std::size_t row_start = std::size_t(row) * cols;
   const RowShare<T> share{lane * course::kVec<T>, 32 * course::kVec<T>, cols, whole_vectors};
-  uint4 raw[kVectors];
+  uint4 raw[N];
   load_share(raw, x + row_start, share);
   const MaxSum state = course::warp_reduce(share_state<T>(raw), Merge{});
   store_share(raw, y + row_start, share, state);
@@ -211,41 +220,27 @@ bool clusters_supported() {
   return supported != 0;
 }
 
-// The largest cluster of `threads`-thread blocks of the block kernel this GPU runs: 16
-// where non-portable cluster sizes are allowed (H100, H200), else the portable 8; 1
-// without clusters.
+// Can this GPU run a cluster of kMaxCluster 1024-thread blocks of the block kernel?
 template <class T>
-int find_max_cluster(int threads) {
-  if (!clusters_supported()) return 1;
-  const auto kernel = softmax_block_rows_kernel<T>;
-  for (int cluster : {16, 8}) {
-    if (cluster > 8 &&
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
-      cudaGetLastError();
-      continue;
-    }
+bool full_clusters_run() {
+  static int cached = -1;  // asked once, not per launch
+  if (cached < 0) {
     cudaLaunchAttribute dims{};
     dims.id = cudaLaunchAttributeClusterDimension;
-    dims.val.clusterDim.x = cluster;
+    dims.val.clusterDim.x = kMaxCluster;
     dims.val.clusterDim.y = dims.val.clusterDim.z = 1;
     cudaLaunchConfig_t config{};
-    config.gridDim = dim3(cluster);
-    config.blockDim = dim3(threads);
+    config.gridDim = dim3(kMaxCluster);
+    config.blockDim = dim3(kMaxThreads);
     config.attrs = &dims;
     config.numAttrs = 1;
     int active = 0;
-    if (cudaOccupancyMaxActiveClusters(&active, kernel, &config) == cudaSuccess && active > 0) return cluster;
-    cudaGetLastError();
+    cached = clusters_supported() &&
+             cudaOccupancyMaxActiveClusters(&active, softmax_block_rows_kernel<T>, &config) == cudaSuccess &&
+             active > 0;
+    cudaGetLastError();  // a refusal is an answer here, not an error to carry on
   }
-  return 1;
-}
-
-template <class T>
-int max_cluster(int threads) {
-  static int cached[2] = {0, 0};  // for 512- and 1024-thread blocks: asked once, not per launch
-  int& slot = cached[threads == kMaxThreads];
-  if (slot == 0) slot = find_max_cluster<T>(threads);
-  return slot;
+  return cached == 1;
 }
 
 // How the block kernel covers a row: `threads` per block, `cluster` blocks per row.
@@ -254,16 +249,15 @@ struct BlockPlan {
   int cluster = 0;  // 0: the row does not fit on chip
 };
 
-// Blocks of at most 512 threads, two of which share an SM (one loads while the other
-// writes); a cluster when one block is not enough; 1024-thread blocks only past that.
+// One block per row while 1024 threads hold it; measured on an H200, a cluster costs
+// 10-20% of bandwidth (its blocks start, synchronise and finish together), so clusters,
+// of full 1024-thread blocks, only for rows one block cannot hold.
 template <class T>
 BlockPlan plan_block_rows(int cols) {
-  for (int threads : {512, kMaxThreads}) {
-    const int per_block = threads * kItems<T>;
-    const int blocks = (cols + per_block - 1) / per_block;
-    if (blocks == 1) return {std::min(threads, round_up((cols + kItems<T> - 1) / kItems<T>, 32)), 1};
-    if (blocks <= max_cluster<T>(threads)) return {threads, blocks};
-  }
+  const int threads = round_up((cols + kItems<T> - 1) / kItems<T>, 32);
+  if (threads <= kMaxThreads) return {threads, 1};
+  const int cluster = (cols + kMaxThreads * kItems<T> - 1) / (kMaxThreads * kItems<T>);
+  if (cluster <= kMaxCluster && full_clusters_run<T>()) return {kMaxThreads, cluster};
   return {};
 }
 
@@ -274,7 +268,11 @@ void launch_one_read(const T* x, T* y, int rows, int cols, cudaStream_t stream) 
                              reinterpret_cast<std::uintptr_t>(y) % 16 == 0;
   if (cols <= 32 * kItems<T>) {
     const int blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
-    softmax_warp_rows_kernel<<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(x, y, rows, cols, whole_vectors);
+    if (cols <= 32 * 4 * course::kVec<T>)
+      softmax_warp_rows_kernel<T, 4><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(x, y, rows, cols, whole_vectors);
+    else
+      softmax_warp_rows_kernel<T, kVectors><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(x, y, rows, cols,
+                                                                                       whole_vectors);
     COURSE_CHECK_LAUNCH();
     return;
   }
@@ -318,7 +316,7 @@ void softmax_one_read(const __nv_bfloat16* x, __nv_bfloat16* y, int rows, int co
 }
 
 int one_read_max_cols(int value_bytes) {
-  return max_cluster<float>(kMaxThreads) * kMaxThreads * (kVectors * 16 / value_bytes);
+  return (full_clusters_run<float>() ? kMaxCluster : 1) * kMaxThreads * (kVectors * 16 / value_bytes);
 }
 
 }  // namespace ch03

@@ -65,7 +65,13 @@ __device__ __forceinline__ unsigned round_to_bf16_bits(float f) {
   return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
 }
 __device__ __forceinline__ unsigned narrow_word(float2 f, __nv_bfloat16) {
+#if __CUDA_ARCH__ >= 800
+  unsigned word;  // one instruction on sm_80+: convert and pack two floats
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(word) : "f"(f.y), "f"(f.x));
+  return word;
+#else
   return round_to_bf16_bits(f.x) | (round_to_bf16_bits(f.y) << 16);
+#endif
 }
 
 template <class T>
