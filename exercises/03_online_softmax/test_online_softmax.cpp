@@ -142,14 +142,16 @@ void check_everything(course::SoftmaxFn<T> fn, const char* name, course::Rng& rn
   check_cases<T>(fn, name, course::testing::softmax_length_cases(rng));
 }
 
-// Lengths around the one-read kernel's boundaries for values of `bytes` bytes: 128 bytes
-// a thread, a warp (4 KiB of row), a block of 512 threads (64 KiB), clusters, and one
-// past the longest row it keeps on chip (it must then fall back to two reads).
+// Lengths around the one-read kernel's boundaries for values of `bytes` bytes: a warp per
+// row holding 64 or 128 bytes a lane (2 KiB, 4 KiB of row), a block of up to 1024 threads
+// holding 128 bytes each (128 KiB), clusters of blocks, and one past the longest row kept
+// on chip (it must then fall back to two reads).
 std::vector<course::testing::SoftmaxCase> one_read_boundaries(course::Rng& rng, int bytes) {
   std::vector<course::testing::SoftmaxCase> cases;
-  const int warp = 4096 / bytes, block = 65536 / bytes, longest = ch03::one_read_max_cols(bytes);
-  for (int cols : {warp - 1, warp + 1, block - 1, block, block + 1, 2 * block + 1, 100003, longest - 1, longest,
-                   longest + 1}) {
+  const int warp4 = 2048 / bytes, warp8 = 4096 / bytes, block = 131072 / bytes;
+  const int longest = ch03::one_read_max_cols(bytes);
+  for (int cols : {warp4, warp4 + 1, warp8, warp8 + 1, block - 1, block, block + 1, 2 * block + 3, 100003,
+                   longest - 1, longest, longest + 1}) {
     const int rows = std::clamp(1'000'000 / cols, 2, 20);
     cases.push_back({"one-read boundary", rows, cols, rng.logits(std::size_t(rows) * cols, 2.0f)});
   }
