@@ -16,6 +16,8 @@
 #                    FAIL (WILL_FAIL); "... (given): ..." cases check shipped code instead
 #   NN + sanitize    the suite's GPU cases under compute-sanitizer, one test per tool
 #   NN + tour        the chapter executable
+#   NN + known-bad   (solutions track) the suite against each deliberately wrong kernel of
+#                    exercises/NN_name/known_bad.cmake, which it must catch (WILL_FAIL)
 # A GPU case that finds no usable GPU prints "[course] SKIPPED: <reason>", which ctest
 # reports as skipped (SKIP_REGULAR_EXPRESSION), never as passed.
 
@@ -49,6 +51,8 @@ endforeach()
 ")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${file})
 endfunction()
+
+file(WRITE ${CMAKE_BINARY_DIR}/known_bad.txt "")  # what each known-bad kernel models
 
 function(course_chapter dir)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "KERNELS;TESTS;USES")
@@ -95,12 +99,18 @@ function(course_chapter dir)
   set_tests_properties(${num}.tour PROPERTIES LABELS "tour;${num}" RESOURCE_LOCK gpu
     SKIP_REGULAR_EXPRESSION "${COURSE_SKIP_REGEX}" TIMEOUT 900)
 
-  # The suite, against this track's kernels.
+  # The suite's cases, compiled once and linked against each set of kernels below.
   list(TRANSFORM arg_TESTS PREPEND ${exercise_dir}/ OUTPUT_VARIABLE tests)
+  set(cases test_ch${num}_cases)
+  add_library(${cases} OBJECT ${tests})
+  target_include_directories(${cases} PRIVATE ${chapter_dir})
+  target_link_libraries(${cases} PRIVATE course::testing)
+  course_warnings(${cases})
+
+  # The suite, against this track's kernels.
   set(suite test_ch${num})
-  add_executable(${suite} ${tests})
-  target_link_libraries(${suite} PRIVATE ${kernels} course::testing)
-  course_warnings(${suite})
+  add_executable(${suite})
+  target_link_libraries(${suite} PRIVATE ${cases} ${kernels} course::testing)
   doctest_discover_tests(${suite} TEST_PREFIX "${num}." TEST_LIST ${suite}_list)
   _course_label_tests(${suite} ${num} ${suite}_list "")
 
@@ -108,12 +118,17 @@ function(course_chapter dir)
   # code ("gpu: ..." and "cpu: ...", not "... (given): ...") must fail, or the suite is vacuous.
   if(COURSE_TRACK STREQUAL "solutions")
     set(stubs test_ch${num}_stubs)
-    add_executable(${stubs} ${tests})
-    target_link_libraries(${stubs} PRIVATE ch${num}_exercises course::testing)
-    course_warnings(${stubs})
+    add_executable(${stubs})
+    target_link_libraries(${stubs} PRIVATE ${cases} ch${num}_exercises course::testing)
     doctest_discover_tests(${stubs} TEST_SPEC "gpu:*,cpu:*" TEST_PREFIX "${num}.stubs."
                            TEST_LIST ${stubs}_list)
     _course_label_tests(${stubs} ${num} ${stubs}_list ";stubs" " WILL_FAIL TRUE")
+
+    # Deliberately wrong kernels, which the suite must catch.
+    if(EXISTS ${exercise_dir}/known_bad.cmake)
+      set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${exercise_dir}/known_bad.cmake)
+      include(${exercise_dir}/known_bad.cmake)
+    endif()
   endif()
 
   # The suite's GPU cases under each compute-sanitizer tool.
@@ -130,4 +145,60 @@ function(course_chapter dir)
     set_tests_properties(${name} PROPERTIES LABELS "sanitize;${num}"
       TIMEOUT 1800 SKIP_REGULAR_EXPRESSION "${COURSE_SKIP_REGEX}")
   endforeach()
+endfunction()
+
+# course_known_bad(NAME WHY "what the bug models" REPLACE "exact text" "replacement" [REPLACE ...])
+#
+# Called from exercises/NN_name/known_bad.cmake, inside course_chapter(): a deliberately
+# wrong version of the chapter's kernels, made from the solution by exact text
+# replacements (a mutation, not a copy: it follows the solution as it changes, and
+# configuring fails if a replaced text is no longer there). The chapter's suite, run
+# against it, must fail: ctest test NN.known-bad.NAME, labels known-bad and NN, WILL_FAIL.
+function(course_known_bad name)
+  cmake_parse_arguments(PARSE_ARGV 1 bad "" "WHY" "REPLACE")
+  list(LENGTH bad_REPLACE n_args)
+  math(EXPR n_pairs "${n_args} / 2")
+  math(EXPR last "${n_pairs} - 1")
+  set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/known_bad/${dir}/${name})
+  set(applied "")
+  set(srcs "")
+  foreach(kernel IN LISTS arg_KERNELS)
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${solution_dir}/${kernel})
+    file(READ ${solution_dir}/${kernel} text)
+    foreach(i RANGE ${last})
+      math(EXPR from_index "2 * ${i}")
+      math(EXPR to_index "2 * ${i} + 1")
+      list(GET bad_REPLACE ${from_index} from)
+      list(GET bad_REPLACE ${to_index} to)
+      string(FIND "${text}" "${from}" at)
+      if(NOT at EQUAL -1)
+        string(REPLACE "${from}" "${to}" text "${text}")
+        list(APPEND applied ${i})
+      endif()
+    endforeach()
+    file(CONFIGURE OUTPUT ${out_dir}/${kernel} CONTENT "${text}" @ONLY)
+    list(APPEND srcs ${out_dir}/${kernel})
+  endforeach()
+  foreach(i RANGE ${last})
+    if(NOT i IN_LIST applied)
+      math(EXPR from_index "2 * ${i}")
+      list(GET bad_REPLACE ${from_index} from)
+      message(FATAL_ERROR "known-bad kernel '${name}' of chapter ${dir}: the text\n${from}\n"
+              "is not in solutions/${dir}; update exercises/${dir}/known_bad.cmake")
+    endif()
+  endforeach()
+
+  set(lib ch${num}_bad_${name})
+  add_library(${lib} STATIC ${srcs})
+  target_include_directories(${lib} PUBLIC ${chapter_dir})
+  target_link_libraries(${lib} PUBLIC course::common)
+  target_compile_options(${lib} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-w>)  # a mutant may leave names unused
+  set(exe test_ch${num}_bad_${name})
+  add_executable(${exe})
+  target_link_libraries(${exe} PRIVATE test_ch${num}_cases ${lib} course::testing)
+  # Only the cases that check the learner's code: shipped code is not mutated.
+  add_test(NAME ${num}.known-bad.${name} COMMAND ${exe} --test-case=gpu:*,cpu:*)
+  set_tests_properties(${num}.known-bad.${name} PROPERTIES LABELS "known-bad;${num}" WILL_FAIL TRUE
+    RESOURCE_LOCK gpu TIMEOUT 600 SKIP_REGULAR_EXPRESSION "${COURSE_SKIP_REGEX}")
+  file(APPEND ${CMAKE_BINARY_DIR}/known_bad.txt "${num}.known-bad.${name}: ${bad_WHY}\n")
 endfunction()

@@ -29,6 +29,10 @@ t0=$SECONDS
 ctest --test-dir "$build" -L "$labels" -LE "tour|sanitize" --output-on-failure > "$out/test.log" 2>&1
 note "tests: $(grep -E 'tests passed' "$out/test.log") ($((SECONDS - t0)) s)"
 grep -E "\(Failed\)|\(Skipped\)|Not Run|Timeout" "$out/test.log" | head -20
+caught=$(grep -cE "known-bad\..* Passed" "$out/test.log")
+total=$(grep -cE "known-bad\..* (Passed|Failed|\*\*\*)" "$out/test.log")
+note "known-bad kernels caught: $caught of $total"
+grep -E "known-bad\..*Failed" "$out/test.log" | head
 for stubs in "$build"/bin/test_ch*_stubs; do
   "$stubs" --test-case='gpu:*,cpu:*' > "$out/$(basename "$stubs").log" 2>&1
   note "$(basename "$stubs"): $(grep -E '^\[doctest\] test cases' "$out/$(basename "$stubs").log")"

@@ -1,0 +1,26 @@
+# Deliberately wrong kernels for chapter 01: the solution with one bug each. The suite
+# must catch every one (ctest -L known-bad, solutions track, on a GPU).
+course_known_bad(grid_single_pass
+  WHY "dot: each thread adds one product instead of looping over the grid stride"
+  REPLACE "       i += stride)\n    sum += a[i] * b[i];" "       i += stride)\n    { sum += a[i] * b[i]; break; }")
+course_known_bad(warp_reduce_three_steps
+  WHY "warp_reduce_sum stops after 3 of its 5 shuffle steps"
+  REPLACE "for (int offset = 16; offset > 0; offset /= 2)" "for (int offset = 16; offset > 2; offset /= 2)")
+course_known_bad(block_reduce_first_warp_only
+  WHY "block_reduce_sum keeps warp 0's partial only"
+  REPLACE "v = warp_reduce_sum(lane < n_warps ? warp_sums[lane] : 0.0f);" "v = warp_reduce_sum(lane < 1 ? warp_sums[lane] : 0.0f);")
+course_known_bad(query_scores_first_32_dims
+  WHY "query_scores: each lane reads one element of the key, so d > 32 is cut short"
+  REPLACE "for (int k = lane; k < d; k += 32) partial" "for (int k = lane; k < d && k < 32; k += 32) partial")
+course_known_bad(score_tile_no_zero_fill
+  WHY "score_matrix: the partial slice of d is not zero-filled (reads the next row's values)"
+  REPLACE "q_tile[ty][tx] = (row < n_q && k < d) ? Q[std::size_t(row) * d + k] : 0.0f;"
+          "q_tile[ty][tx] = (row < n_q) ? Q[std::size_t(row) * d + k] : 0.0f;")
+course_known_bad(score_missing_scale
+  WHY "score_matrix forgets the 1/sqrt(d) scale"
+  REPLACE "if (row < n_q && col < n_k) S[std::size_t(row) * n_k + col] = scale * sum;"
+          "if (row < n_q && col < n_k) S[std::size_t(row) * n_k + col] = sum;")
+course_known_bad(score_no_store_guard
+  WHY "score_matrix writes the whole tile, past the last row and column"
+  REPLACE "if (row < n_q && col < n_k) S[std::size_t(row) * n_k + col] = scale * sum;"
+          "S[std::size_t(row) * n_k + col] = scale * sum;")
