@@ -158,7 +158,8 @@ __global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict_
 
 // The row's state from the states of the blocks of this block's cluster (each holds a
 // slice of the row). Result valid in every thread of every block of the cluster. Every
-// thread of the cluster must call it. Without a cluster it returns `state`.
+// thread of the cluster must call it, and then cluster_release() before exiting. Without
+// a cluster it returns `state`.
 __device__ MaxSum cluster_reduce(MaxSum state, int cluster_size) {
 #if __CUDA_ARCH__ >= 900
   if (cluster_size > 1) {
@@ -170,11 +171,20 @@ __device__ MaxSum cluster_reduce(MaxSum state, int cluster_size) {
     MaxSum row = Merge::identity();
     for (int rank = 0; rank < cluster_size; ++rank)  // same order everywhere: same result
       row = merge(row, *cluster.map_shared_rank(&block_state, rank));
-    cluster.sync();  // no block exits, freeing its shared memory, while others still read it
+    // "Done reading the others' shared memory". The matching wait, in cluster_release(),
+    // comes after this block's stores: the barrier's latency hides behind them.
+    cluster.barrier_arrive();
     return row;
   }
 #endif
   return state;
+}
+
+// No block may exit, freeing its shared memory, while another still reads it.
+__device__ void cluster_release(int cluster_size) {
+#if __CUDA_ARCH__ >= 900
+  if (cluster_size > 1) cooperative_groups::this_cluster().barrier_wait();
+#endif
 }
 
 // Longer rows: one block per row, or a cluster of `cluster_size` blocks per row (sm_90+).
@@ -195,6 +205,7 @@ softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, 
   MaxSum state = course::block_reduce(share_state<T>(raw), Merge{}, scratch);
   state = cluster_reduce(state, cluster_size);
   store_share(raw, y + row * cols, share, state);
+  cluster_release(cluster_size);
 }
 
 void check_shape(int rows, int cols, const char* name) {
