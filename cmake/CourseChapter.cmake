@@ -54,9 +54,21 @@ endfunction()
 
 file(WRITE ${CMAKE_BINARY_DIR}/known_bad.txt "")  # what each known-bad kernel models
 
+# `progress` (exercises track): where the learner stands, chapter by chapter.
+if(COURSE_TRACK STREQUAL "exercises")
+  add_custom_target(progress
+    COMMAND ${CMAKE_COMMAND} -DBUILD=${CMAKE_BINARY_DIR} -DSOURCE=${PROJECT_SOURCE_DIR}
+            "-DCHAPTERS=$<JOIN:$<TARGET_PROPERTY:progress,COURSE_CHAPTERS>,,>" -P ${CMAKE_CURRENT_LIST_DIR}/progress.cmake
+    USES_TERMINAL
+    COMMENT "Your progress, chapter by chapter")
+endif()
+
 function(course_chapter dir)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "KERNELS;TESTS;USES")
   string(SUBSTRING "${dir}" 0 2 num)
+  if(TARGET progress)
+    set_property(TARGET progress APPEND PROPERTY COURSE_CHAPTERS ${dir})
+  endif()
   set(chapter_dir  ${PROJECT_SOURCE_DIR}/chapters/${dir})
   set(exercise_dir ${PROJECT_SOURCE_DIR}/exercises/${dir})
   set(solution_dir ${PROJECT_SOURCE_DIR}/solutions/${dir})
@@ -111,6 +123,9 @@ function(course_chapter dir)
   set(suite test_ch${num})
   add_executable(${suite})
   target_link_libraries(${suite} PRIVATE ${cases} ${kernels} course::testing)
+  if(TARGET progress)
+    add_dependencies(progress ${suite})
+  endif()
   doctest_discover_tests(${suite} TEST_PREFIX "${num}." TEST_LIST ${suite}_list)
   _course_label_tests(${suite} ${num} ${suite}_list "")
 

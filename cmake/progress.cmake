@@ -1,0 +1,50 @@
+# Where the learner stands: per chapter, passed / in progress / not started.
+#   cmake --build --preset exercises --target progress
+# Runs each chapter's suite (label NN) in the exercises build. A chapter whose exercise
+# files are unchanged (git) and that passes no case is "not started".
+# Inputs: -DBUILD=<build dir> -DSOURCE=<source dir> -DCHAPTERS=<01_name,02_name,...>
+string(REPLACE "," ";" CHAPTERS "${CHAPTERS}")
+foreach(chapter IN LISTS CHAPTERS)
+  string(SUBSTRING "${chapter}" 0 2 num)
+  # The cases of the learner's code: not the "(given)" ones, which check shipped code.
+  execute_process(COMMAND ${CMAKE_CTEST_COMMAND} --test-dir ${BUILD} -L "^${num}$" -LE "tour|sanitize"
+                          -E "[(]given[)]"
+                  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  string(REGEX MATCH "tests passed, ([0-9]+) tests? failed out of ([0-9]+)" summary "${out}")
+  set(failed "${CMAKE_MATCH_1}")
+  set(total "${CMAKE_MATCH_2}")
+  string(REGEX MATCHALL "\\(Skipped\\)" skips "${out}")
+  list(LENGTH skips skipped)
+  if(NOT summary)
+    set(line "not built yet (cmake --build --preset exercises)")
+  else()
+    math(EXPR ran "${total} - ${skipped}")
+    math(EXPR passed "${ran} - ${failed}")
+    execute_process(COMMAND git -C ${SOURCE} diff --quiet HEAD -- exercises/${chapter}
+                    RESULT_VARIABLE changed OUTPUT_QUIET ERROR_QUIET)
+    if(ran EQUAL 0)
+      set(status "not checked (no GPU)")
+    elseif(failed EQUAL 0 AND skipped GREATER 0)
+      set(status "CPU cases pass")
+    elseif(failed EQUAL 0)
+      set(status "passed")
+    elseif(passed EQUAL 0 AND changed EQUAL 0)
+      set(status "not started")
+    else()
+      set(status "in progress")
+    endif()
+    set(line "${status}: ${passed} of ${ran} cases pass")
+    if(skipped GREATER 0)
+      string(APPEND line " (${skipped} skipped: no GPU)")
+    endif()
+    if(failed GREATER 0)
+      string(REGEX MATCH "[0-9]+ - ${num}\\.[^\n]*\\(Failed\\)" first "${out}")
+      string(REGEX REPLACE "^[0-9]+ - (.*) \\(Failed\\)$" "\\1" first "${first}")
+      string(APPEND line "; first failing: ${first}")
+    endif()
+  endif()
+  string(LENGTH "${chapter}" len)
+  math(EXPR pad "22 - ${len}")
+  string(REPEAT " " ${pad} spaces)
+  message("${chapter}${spaces}${line}")
+endforeach()
