@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <sstream>
 
 namespace course {
@@ -15,25 +18,35 @@ std::string number(double v) {
   return buf;
 }
 
+// The poison (every byte 0xFF) is a NaN with the sign bit set, in every float type and
+// after widening; a NaN that GPU arithmetic computes is the canonical one, sign bit clear.
+bool is_poison(double v) { return std::isnan(v) && std::signbit(v); }
+
 // The likely cause, read off where the wrong elements are.
 std::string diagnose(const std::vector<double>& got, const std::vector<double>& ref,
                      const std::vector<std::size_t>& bad, Shape2D shape, std::size_t nan_count,
                      std::size_t inf_count, const std::string& hint) {
   const std::size_t n = got.size();
+  std::size_t poison_count = 0;
+  for (std::size_t i : bad) poison_count += is_poison(got[i]);
+  if (poison_count == n)
+    return "every element still holds the NaN poison written before the launch: the kernel "
+           "wrote nothing (not launched, returned early, or wrote elsewhere)";
   if (nan_count == n)
-    return "every element is NaN, the poison written before the launch: the kernel wrote "
-           "nothing (not launched, returned early, or wrote elsewhere)";
+    return "every element is a NaN the kernel computed (not the poison): inf - inf, 0 / 0 or "
+           "0 * inf, e.g. exp overflowing, a sum of 0, or -inf - (-inf) on a fully masked part";
   std::size_t min_row = shape.rows, min_col = shape.cols;
   for (std::size_t i : bad) {
     min_row = std::min(min_row, i / shape.cols);
     min_col = std::min(min_col, i % shape.cols);
   }
   std::string cause;
-  if (nan_count == bad.size())
-    cause = "every wrong element is NaN: never written (outputs are poisoned with NaN), or "
-            "computed as inf - inf, 0 / 0 or 0 * inf. ";
+  if (poison_count == bad.size())
+    cause = "every wrong element still holds the NaN poison: never written. ";
+  else if (nan_count == bad.size())
+    cause = "every wrong element is a computed NaN (inf - inf, 0 / 0 or 0 * inf). ";
   else if (inf_count > 0)
-    cause = "some elements are Inf: an overflow (exp of a large value?). ";
+    cause = "some elements are Inf: an overflow, or a division by a sum of 0. ";
   if (min_col > 0)
     return cause + "only columns >= " + std::to_string(min_col) +
            " are wrong: the tail of each row. Does the loop cover the whole row when it is "
@@ -122,16 +135,26 @@ CompareReport compare(const std::vector<double>& got, const std::vector<double>&
 
 std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
-std::vector<double> widen(const std::vector<__half>& v) {
+// 16-bit values widened with their NaN's sign kept (the host conversions may drop it):
+// it is how compare() tells the poison from a computed NaN.
+template <class T>
+std::vector<double> widen_16(const std::vector<T>& v, float (*to_float)(T)) {
   std::vector<double> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = __half2float(v[i]);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    std::uint16_t bits;
+    std::memcpy(&bits, &v[i], sizeof bits);
+    const double d = to_float(v[i]);
+    out[i] = std::isnan(d) ? std::copysign(std::numeric_limits<double>::quiet_NaN(), (bits & 0x8000) ? -1.0 : 1.0) : d;
+  }
   return out;
 }
 
+std::vector<double> widen(const std::vector<__half>& v) {
+  return widen_16<__half>(v, [](__half h) { return __half2float(h); });
+}
+
 std::vector<double> widen(const std::vector<__nv_bfloat16>& v) {
-  std::vector<double> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = __bfloat162float(v[i]);
-  return out;
+  return widen_16<__nv_bfloat16>(v, [](__nv_bfloat16 b) { return __bfloat162float(b); });
 }
 
 std::vector<std::size_t> sample_rows(std::size_t rows, std::size_t count) {

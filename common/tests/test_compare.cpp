@@ -38,9 +38,12 @@ TEST_CASE("cpu: compare: the report locates the first error and names the patter
   CHECK(report.message.find("(row 1, col 3)") != std::string::npos);
   CHECK(report.message.find("only columns >= 3") != std::string::npos);
 
-  std::vector<double> unwritten(12, kNaN);
+  std::vector<double> unwritten(12, -kNaN);  // the poison's sign bit is set
   report = course::compare(unwritten, ref, course::tolerance::fp32, {3, 4}, "nothing");
   CHECK(report.message.find("wrote nothing") != std::string::npos);
+  std::vector<double> computed(12, kNaN);  // what GPU arithmetic produces
+  report = course::compare(computed, ref, course::tolerance::fp32, {3, 4}, "computed");
+  CHECK(report.message.find("a NaN the kernel computed") != std::string::npos);
 
   std::vector<double> doubled(12, 2.0);
   report = course::compare(doubled, ref, course::tolerance::fp32, {3, 4}, "x2");
@@ -58,4 +61,8 @@ TEST_CASE("cpu: poison: 0xFF bytes are NaN in every float type the course stores
   CHECK(std::isnan(f));
   CHECK(std::isnan(__half2float(h)));
   CHECK(std::isnan(__bfloat162float(b)));
+  // compare() tells the poison from a computed NaN by its sign, kept through widen().
+  CHECK(std::signbit(course::widen(std::vector<float>{f})[0]));
+  CHECK(std::signbit(course::widen(std::vector<__half>{h})[0]));
+  CHECK(std::signbit(course::widen(std::vector<__nv_bfloat16>{b})[0]));
 }

@@ -63,8 +63,10 @@ TEST_CASE("cpu: merge: the empty state (-inf, 0) is the identity, and empty + em
   const MaxSum empty{-kInf, 0.0f};
   for (int i = 0; i < 100; ++i) {
     const MaxSum s = random_state(rng);
-    CHECK_MESSAGE(differ(ch03::merge(s, empty), s) == "", "merge(s, empty): ", differ(ch03::merge(s, empty), s));
-    CHECK_MESSAGE(differ(ch03::merge(empty, s), s) == "", "merge(empty, s): ", differ(ch03::merge(empty, s), s));
+    const std::string right = differ(ch03::merge(s, empty), s), left = differ(ch03::merge(empty, s), s);
+    CHECK_MESSAGE(right == "", "merge(s, empty): ", right);
+    CHECK_MESSAGE(left == "", "merge(empty, s): ", left);
+    if (!right.empty() || !left.empty()) break;
   }
   const MaxSum both = ch03::merge(empty, empty);
   CHECK_MESSAGE((both.m == -kInf && both.l == 0.0f),
@@ -114,7 +116,7 @@ TEST_CASE("gpu: reduce_states: warp and block reductions of states, any block an
       const int groups = 3;
       std::vector<MaxSum> states(std::size_t(groups) * group);
       for (auto& s : states) s = random_state(rng);
-      for (int i = 0; i < group; i += 3) states[i] = {-kInf, 0.0f};  // empty parts mixed in
+      for (std::size_t i = 0; i < states.size(); i += 3) states[i] = {-kInf, 0.0f};  // empty parts mixed in
       course::DeviceBuffer<MaxSum> d_states(states), d_out(groups);
       d_out.poison();
       ch03::reduce_states(d_states.data(), groups, group, threads, d_out.data(), nullptr);

@@ -62,6 +62,7 @@ __device__ __forceinline__ float2 widen_word(unsigned word, __nv_bfloat16) {
 }
 __device__ __forceinline__ unsigned round_to_bf16_bits(float f) {
   const unsigned u = __float_as_uint(f);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0u;  // NaN stays NaN (rounding would carry)
   return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
 }
 __device__ __forceinline__ unsigned narrow_word(float2 f, __nv_bfloat16) {
