@@ -12,10 +12,12 @@ course_known_bad(block_reduce_first_warp_only
 course_known_bad(query_scores_first_32_dims
   WHY "query_scores: each lane reads one element of the key, so d > 32 is cut short"
   REPLACE "for (int k = lane; k < d; k += 32) partial" "for (int k = lane; k < d && k < 32; k += 32) partial")
-course_known_bad(score_tile_no_zero_fill
-  WHY "score_matrix: the partial slice of d is not zero-filled (reads the next row's values)"
+course_known_bad(score_tile_no_d_guard
+  WHY "score_matrix: the last, partial slice of d is read past each row (no k < d guard)"
   REPLACE "q_tile[ty][tx] = (row < n_q && k < d) ? Q[std::size_t(row) * d + k] : 0.0f;"
-          "q_tile[ty][tx] = (row < n_q) ? Q[std::size_t(row) * d + k] : 0.0f;")
+          "q_tile[ty][tx] = (row < n_q) ? Q[std::size_t(row) * d + k] : 0.0f;"
+          "k_tile[ty][tx] = (k_row_loaded < n_k && k < d) ? K[std::size_t(k_row_loaded) * d + k] : 0.0f;"
+          "k_tile[ty][tx] = (k_row_loaded < n_k) ? K[std::size_t(k_row_loaded) * d + k] : 0.0f;")
 course_known_bad(score_missing_scale
   WHY "score_matrix forgets the 1/sqrt(d) scale"
   REPLACE "if (row < n_q && col < n_k) S[std::size_t(row) * n_k + col] = scale * sum;"

@@ -47,6 +47,7 @@ __global__ void dot_partials_kernel(const float* __restrict__ a, const float* __
                                     int n, float* __restrict__ partials) {
   const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
   float sum = 0.0f;
+#pragma unroll 4  // four loads in flight per thread before the first add needs one
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < std::size_t(n);
        i += stride)
     sum += a[i] * b[i];
@@ -84,6 +85,9 @@ __global__ void query_scores_kernel(const float* __restrict__ q, const float* __
   const int warps_per_block = blockDim.x / 32;
   const int first_key = blockIdx.x * warps_per_block + threadIdx.x / 32;
   const int key_stride = gridDim.x * warps_per_block;
+  // Unrolled: the loads of several keys are issued before the first key's shuffles wait
+  // on them, so more of the row is in flight per warp.
+#pragma unroll 4
   for (int key = first_key; key < n_keys; key += key_stride) {
     const float* k_row = K + std::size_t(key) * d;
     float partial = 0.0f;
