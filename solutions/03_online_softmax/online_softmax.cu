@@ -235,13 +235,13 @@ __device__ __forceinline__ void stage_share(uint4* staged, const T* __restrict__
   for (int s = 0; s < M; ++s) {
     const int col = share.col(kVectors + s);
     uint4* slot = &staged[s * blockDim.x + threadIdx.x];
-    if (col < share.cols) {
+    if (share.whole_vectors && col < share.cols) {
       __pipeline_memcpy_async(slot, x_row + col, sizeof(uint4));
-    } else {
-      float padding[course::kVec<T>];
+    } else {  // value by value, as load_share: -inf past the row's end
+      float v[course::kVec<T>];
 #pragma unroll
-      for (int j = 0; j < course::kVec<T>; ++j) padding[j] = -INFINITY;
-      *slot = course::pack<T>(padding);
+      for (int j = 0; j < course::kVec<T>; ++j) v[j] = col + j < share.cols ? to_float(x_row[col + j]) : -INFINITY;
+      *slot = course::pack<T>(v);
     }
   }
   __pipeline_commit();
