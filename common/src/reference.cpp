@@ -51,4 +51,37 @@ std::vector<double> softmax_rows(const std::vector<double>& x, int rows, int col
   return y;
 }
 
+std::vector<double> masked_softmax_row(const double* s, int query, int n_q, int n_k, double scale,
+                                       bool causal, int key_length, const unsigned char* keep) {
+  const double inf = std::numeric_limits<double>::infinity();
+  // Masked keys become -inf, which softmax_rows turns into exactly 0 (and a row of nothing
+  // but -inf into zeros); kept keys are scaled. A masked score is not looked at.
+  std::vector<double> x(n_k, -inf);
+  for (int j = 0; j < n_k; ++j) {
+    const bool hidden_by_causal = causal && j > query + (n_k - n_q);
+    const bool padding = j >= key_length;
+    const bool dropped = keep != nullptr && keep[j] == 0;
+    if (!hidden_by_causal && !padding && !dropped) x[j] = scale * s[j];
+  }
+  return softmax_rows(x, 1, n_k);
+}
+
+std::vector<double> masked_softmax(const std::vector<double>& S, int batch, int heads, int n_q, int n_k,
+                                   double scale, bool causal, const std::vector<int>& key_lengths,
+                                   const std::vector<unsigned char>& keep) {
+  const std::size_t rows = std::size_t(batch) * heads * n_q;
+  std::vector<double> y;
+  y.reserve(rows * n_k);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const int query = int(r % n_q);
+    const int b = int(r / (std::size_t(heads) * n_q));
+    const int key_length = key_lengths.empty() ? n_k : key_lengths[b];
+    const unsigned char* keep_row = keep.empty() ? nullptr : &keep[std::size_t(query) * n_k];
+    const std::vector<double> row =
+        masked_softmax_row(&S[r * n_k], query, n_q, n_k, scale, causal, key_length, keep_row);
+    y.insert(y.end(), row.begin(), row.end());
+  }
+  return y;
+}
+
 }  // namespace course::reference

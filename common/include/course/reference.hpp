@@ -27,4 +27,23 @@ std::vector<double> score_matrix(const std::vector<float>& Q, const std::vector<
 // zeros: the convention from chapter 04 on.
 std::vector<double> softmax_rows(const std::vector<double>& x, int rows, int cols);
 
+// Chapter 04's masked, scaled softmax of one row of scores. s: the row's n_k scores, the
+// row of query `query` (0 <= query < n_q). Key j is kept when every mask given keeps it:
+//   causal, aligned bottom-right (the last query sees every key):  j <= query + (n_k - n_q)
+//   padding (pass key_length = n_k for none):                     j < key_length
+//   explicit (keep: the row's n_k flags, or nullptr for none):     keep[j] != 0
+//   y[j] = exp(scale * s[j] - m) / sum over kept j' of exp(scale * s[j'] - m)   for kept j,
+//   y[j] = 0                                                                    for masked j,
+// m the max of scale * s over the kept keys. A row with no kept key gives zeros. Masked
+// scores are never read, so they may be anything (the tests put NaN there).
+std::vector<double> masked_softmax_row(const double* s, int query, int n_q, int n_k, double scale,
+                                       bool causal, int key_length, const unsigned char* keep);
+
+// The same over a tensor: S, y: [batch * heads, n_q, n_k], row-major; row r is query
+// r % n_q of batch r / (heads * n_q). key_lengths: [batch], or empty for no padding mask.
+// keep: [n_q, n_k], one mask shared by every batch and head, or empty for none.
+std::vector<double> masked_softmax(const std::vector<double>& S, int batch, int heads, int n_q, int n_k,
+                                   double scale, bool causal, const std::vector<int>& key_lengths,
+                                   const std::vector<unsigned char>& keep);
+
 }  // namespace course::reference

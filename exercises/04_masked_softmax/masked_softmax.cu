@@ -1,0 +1,547 @@
+// Chapter 04 — masked softmax, fused: your kernels.
+//
+//   y[r][j] = softmax over the kept keys j of (scale * S[r][j]); exactly 0 at masked keys
+//   S, y: [batch * heads, n_q, n_k]
+//
+//   visible_end              the end of a row's prefix under the causal and padding masks
+//   masked_softmax_unfused   (given) scale, mask, row max, normalise: four kernels, each a
+//                            full trip through global memory
+//   masked_softmax           fused: the visible prefix read once into registers, y written
+//                            once; a warp per short row, a block or a cluster of blocks per
+//                            long one, two reads for rows longer than fit on chip
+//
+// Fill in the TODOs, in order; everything else is complete. Check your work with
+//   cmake --build --preset exercises && ctest --preset exercises -L 04
+// Hints, mild to strong: exercises/04_masked_softmax/HINTS.md.
+#include "masked_softmax.hpp"
+
+#include "course/cuda_check.hpp"
+#include "course/dtype.cuh"
+#include "course/online_softmax.cuh"
+#include "course/reduce.cuh"
+
+#include <cooperative_groups.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace ch04 {
+
+COURSE_HD int visible_end(int query, int n_q, int n_k, bool causal, int key_length) {
+  // TODO(04.1): the end of the prefix both masks leave visible: start from n_k; padding
+  // hides keys from key_length on; causal, aligned bottom-right, lets query `query` see
+  // keys j <= query + (n_k - n_q) (the last query sees every key). Clamp the result to
+  // [0, n_k]: with n_q > n_k the first queries see nothing, and key_length may be 0.
+  return n_k;
+}
+
+namespace {
+
+using course::MaxSum;
+using course::MergeMaxSum;
+using course::to_float;
+
+// Row r of [batch * heads, n_q]: the query it holds (the index into the explicit mask and
+// the causal offset) and its batch (the index into key_lengths).
+struct RowOwner {
+  int query;
+  int batch;
+};
+__device__ RowOwner owner_of(int row, ScoreShape shape) {
+  return {row % shape.n_q, row / (shape.n_q * shape.heads)};
+}
+
+// ---- Unfused (given): one kernel per operation -----------------------------------------
+
+// 1. t = scale * S, widened to float. S, t: [rows * n_k] as one flat array; thread e
+// handles elements e, e + stride, ... (a grid-stride loop: any size, a fixed grid).
+template <class T>
+__global__ void scale_kernel(const T* __restrict__ S, float* __restrict__ t, std::size_t count, float scale) {
+  const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
+  for (std::size_t e = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride)
+    t[e] = to_float(S[e]) * scale;
+}
+
+// 2. t[r][j] = -inf where a mask drops (r, j). One block per row; every element is read and
+// written, as a masked_fill does: it knows a mask, position by position, not a prefix.
+__global__ void mask_kernel(float* __restrict__ t, ScoreShape shape, Mask mask) {
+  const int row = blockIdx.x;
+  const RowOwner owner = owner_of(row, shape);
+  const int key_length = mask.key_lengths ? mask.key_lengths[owner.batch] : shape.n_k;
+  const int last_seen = owner.query + (shape.n_k - shape.n_q);  // causal: the last key this query sees
+  const std::uint8_t* keep_row = mask.keep ? mask.keep + std::size_t(owner.query) * shape.n_k : nullptr;
+  float* t_row = t + std::size_t(row) * shape.n_k;
+  for (int j = threadIdx.x; j < shape.n_k; j += blockDim.x) {
+    const bool dropped = (mask.causal && j > last_seen) || j >= key_length || (keep_row && keep_row[j] == 0);
+    t_row[j] = dropped ? -INFINITY : t_row[j];
+  }
+}
+
+// 3. m[r] = max_j t[r][j], -inf for a fully masked row. One block per row (chapter 02's
+// first pass); the result leaves the chip, to be read back by the next kernel.
+__global__ void row_max_kernel(const float* __restrict__ t, float* __restrict__ row_max, int n_k) {
+  __shared__ float scratch[32];  // block_reduce's per-warp partials
+  const float* t_row = t + std::size_t(blockIdx.x) * n_k;
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < n_k; j += blockDim.x) m = fmaxf(m, t_row[j]);
+  m = course::block_reduce(m, course::Max{}, scratch);
+  if (threadIdx.x == 0) row_max[blockIdx.x] = m;
+}
+
+// 4. l = sum_j exp(t - m), then y = exp(t - m) / l. One block per row (chapter 02's second
+// and third passes); the second read of the row is served by L2.
+template <class T>
+__global__ void normalise_kernel(const float* __restrict__ t, const float* __restrict__ row_max,
+                                 T* __restrict__ y, int n_k) {
+  __shared__ float scratch[32];
+  const std::size_t row_start = std::size_t(blockIdx.x) * n_k;
+  const float* t_row = t + row_start;
+  T* y_row = y + row_start;
+  const float m = row_max[blockIdx.x];
+  // A fully masked row: every t is -inf, so m = -inf and every t - m is -inf - (-inf) =
+  // NaN. The sum is NaN, not 0: a test of l after it cannot catch the case. Decide from m.
+  if (m == -INFINITY) {
+    for (int j = threadIdx.x; j < n_k; j += blockDim.x) y_row[j] = course::from_float<T>(0.0f);
+    return;  // the whole block returns: no thread waits at the barrier below
+  }
+  float l = 0.0f;
+  for (int j = threadIdx.x; j < n_k; j += blockDim.x) l += expf(t_row[j] - m);
+  l = course::block_reduce(l, course::Sum{}, scratch);
+  const float inv_l = 1.0f / l;
+  for (int j = threadIdx.x; j < n_k; j += blockDim.x) y_row[j] = course::from_float<T>(expf(t_row[j] - m) * inv_l);
+}
+
+// ---- Fused: the row in registers (chapter 03's one read) -------------------------------
+// Each thread holds N 16-byte vectors of its row as raw stored scores, -inf where a key is
+// masked: with N = kVectors, 128 bytes (32 floats or 64 halves), enough loads in flight per
+// SM to keep HBM busy.
+constexpr int kVectors = 8;
+constexpr int kWarpsPerBlock = 4;  // warp-per-row kernel: rows per block
+constexpr int kMaxThreads = 1024;
+constexpr int kMaxCluster = 8;  // the portable cluster size limit
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <class T>
+constexpr int kItems = kVectors * course::kVec<T>;  // values per thread of the block kernel
+
+// exp(z - m) = 2^((z - m) log2 e) on the multifunction unit, as in chapter 03: ex2.approx
+// is within 2 ulp and flushes results below 2^-126 to 0, far below any probability the
+// tests resolve.
+__device__ __forceinline__ float exp_shifted(float z, float m) {
+  float e;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"((z - m) * kLog2e));
+  return e;
+}
+
+// What a thread knows of its row. Its vector i starts at column first_col + i * stride_cols.
+struct RowView {
+  int first_col;
+  int stride_cols;
+  int n_k;                   // every column < n_k is written
+  int end;                   // visible_end: columns from `end` on are masked and never read
+  float scale;
+  const std::uint8_t* keep;  // the explicit mask's row, or nullptr
+  __device__ int col(int i) const { return first_col + i * stride_cols; }
+  __device__ bool explicitly_kept(int c) const { return keep == nullptr || keep[c] != 0; }
+  // Which vector (of V columns) on this thread's stride holds `end` strictly inside it: at
+  // most one does. -1 if none.
+  __device__ int vector_holding_end(int V) const {
+    const int into = end - first_col;  // how far `end` lies into this thread's columns
+    const int offset = into % stride_cols;
+    return into > 0 && offset > 0 && offset < V ? into / stride_cols : -1;
+  }
+};
+
+__device__ RowView row_view(int row, ScoreShape shape, float scale, Mask mask, int first_col, int stride_cols) {
+  const RowOwner owner = owner_of(row, shape);
+  const int key_length = mask.key_lengths ? mask.key_lengths[owner.batch] : shape.n_k;
+  return {first_col,
+          stride_cols,
+          shape.n_k,
+          visible_end(owner.query, shape.n_q, shape.n_k, mask.causal, key_length),
+          scale,
+          mask.keep ? mask.keep + std::size_t(owner.query) * shape.n_k : nullptr};
+}
+
+// kVec<T> masked keys: the raw vector of -inf.
+template <class T>
+__device__ __forceinline__ uint4 masked_vector() {
+  float v[course::kVec<T>];
+#pragma unroll
+  for (int j = 0; j < course::kVec<T>; ++j) v[j] = -INFINITY;
+  return course::pack<T>(v);
+}
+
+// Keys [col, col + kVec<T>) read one by one, -inf from `end` on (those are not read).
+template <class T>
+__device__ __forceinline__ uint4 load_keys(const T* __restrict__ s_row, int col, int end) {
+  float v[course::kVec<T>];
+#pragma unroll
+  for (int j = 0; j < course::kVec<T>; ++j) v[j] = col + j < end ? to_float(s_row[col + j]) : -INFINITY;
+  return course::pack<T>(v);
+}
+
+// Reads this thread's share of the row into registers: the scores as stored up to
+// row.end, -inf from row.end on; nothing from row.end on is read.
+// kWhole: S, y and the explicit mask are 16-byte aligned and n_k is a multiple of kVec<T>,
+// so every vector is one 16-byte access wholly inside the row or wholly past its end.
+template <class T, int N, bool kWhole>
+__device__ __forceinline__ void load_visible(uint4 (&raw)[N], const T* __restrict__ s_row, const RowView& row) {
+  // TODO(04.2): fill raw[0..N) (#pragma unroll: raw must stay in registers); vector i
+  // covers columns [col, col + V), col = row.col(i), V = course::kVec<T>.
+  //   kWhole (if constexpr): a vector with col + V <= row.end is one 16-byte load,
+  //     *reinterpret_cast<const uint4*>(s_row + col); the vector that holds row.end strictly
+  //     inside, i == row.vector_holding_end(V), is load_keys(s_row, col, row.end) (read that
+  //     one before the loop, to keep the loop to 16-byte loads); every other vector is
+  //     masked_vector<T>().
+  //   otherwise: raw[i] = load_keys(s_row, row.col(i), row.end) for every vector.
+  // Never read a column >= row.end: the tests put NaN there.
+}
+
+// The explicit mask: -inf for every visible key it drops. It can drop any key, so it cannot
+// shorten the read; the keys it drops were read with the rest and are dropped by a select,
+// so a NaN there goes no further. kWhole: as load_visible (the mask's V bytes are one load).
+template <class T, int N, bool kWhole>
+__device__ __forceinline__ void drop_explicitly_masked(uint4 (&raw)[N], const RowView& row) {
+  constexpr int V = course::kVec<T>;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const int col = row.col(i);
+    if (col >= row.end) continue;  // already all -inf
+    bool kept[V];
+    if (kWhole && col + V <= row.end) {
+      unsigned words[V / 4];  // the V mask bytes, 4 per 32-bit word
+      if constexpr (V == 8) {
+        const uint2 pair = *reinterpret_cast<const uint2*>(row.keep + col);
+        words[0] = pair.x;
+        words[1] = pair.y;
+      } else {
+        words[0] = *reinterpret_cast<const unsigned*>(row.keep + col);
+      }
+#pragma unroll
+      for (int j = 0; j < V; ++j) kept[j] = ((words[j / 4] >> (8 * (j % 4))) & 0xFFu) != 0;
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) kept[j] = col + j < row.end && row.keep[col + j] != 0;
+    }
+    float v[V];
+    course::unpack<T>(raw[i], v);
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = kept[j] ? v[j] : -INFINITY;
+    raw[i] = course::pack<T>(v);
+  }
+}
+
+// The state (m, l) of this thread's keys, in units of scale * S: m = the max of
+// scale * s over them, l = the sum of exp(scale * s - m). Two passes over the registers
+// (unpacking is a shift or a convert), so only one vector's floats are live at a time.
+// A thread that sees no key has m = -inf and keeps the empty state (-inf, 0): decided
+// from m, before any exp(-inf - (-inf)) = NaN is formed.
+template <class T, int N>
+__device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[N], float scale) {
+  // TODO(04.3): m = the max over every value of every vector (course::unpack<T> each into a
+  // float[kVec<T>]). If m is -INFINITY this thread sees no key: return
+  // MergeMaxSum::identity(), before any exp is formed. Otherwise m *= scale (scale > 0),
+  // l = the sum over every value v of exp_shifted(v * scale, m); return {m, l}.
+  return MergeMaxSum::identity();
+}
+
+// y = exp(scale * s - m) / l for every column of this thread's share, written where
+// load_visible read it from: 0 at masked keys (exp(-inf - m) = 0) and for a row that
+// sees no key. kWhole: as load_visible.
+template <class T, int N, bool kWhole>
+__device__ __forceinline__ void store_share(const uint4 (&raw)[N], T* __restrict__ y_row, const RowView& row,
+                                            MaxSum whole_row) {
+  // TODO(04.4): a row that sees no key has whole_row.m == -INFINITY: its y is all zeros
+  // (decide from m: exp_shifted(-inf, -inf) is NaN already, whatever l is). Otherwise, for
+  // each vector: unpack it, out[j] = exp_shifted(value * row.scale, whole_row.m) / whole_row.l
+  // (masked keys hold -inf: their out is 0), and write it where load_visible read it
+  // from: kWhole, course::store_vec(y_row + col, out) if col < row.n_k; otherwise value by
+  // value (course::from_float<T>), columns < row.n_k only. Every column is written, the
+  // masked ones too: they must read 0.
+}
+
+// Short rows (at most 32 * N * kVec<T> keys): one warp per row, kWarpsPerBlock rows per
+// block; the row's state needs only the warp's shuffles, no shared memory, no barrier.
+// N = 4 for rows that would leave lanes idle with 8 (a 1024-key fp16 row).
+template <class T, int N, bool kWhole>
+__global__ void masked_softmax_warp_rows_kernel(const T* __restrict__ S, T* __restrict__ y, ScoreShape shape,
+                                                float scale, Mask mask, int rows) {
+  constexpr int V = course::kVec<T>;
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;  // a whole warp leaves together: the shuffles below stay full
+  const std::size_t row_start = std::size_t(row) * shape.n_k;
+  const RowView view = row_view(row, shape, scale, mask, lane * V, 32 * V);
+  uint4 raw[N];
+  load_visible<T, N, kWhole>(raw, S + row_start, view);
+  if (view.keep != nullptr) drop_explicitly_masked<T, N, kWhole>(raw, view);
+  const MaxSum whole_row = course::warp_reduce(share_state<T>(raw, scale), MergeMaxSum{});
+  store_share<T, N, kWhole>(raw, y + row_start, view, whole_row);
+}
+
+// The row's state from the states of the blocks of this block's cluster (each holds a
+// slice of the row). Result valid in every thread of every block of the cluster. Every
+// thread of the cluster must call it. Without a cluster it returns `state`.
+__device__ MaxSum cluster_reduce(MaxSum state, int cluster_size) {
+#if __CUDA_ARCH__ >= 900
+  if (cluster_size > 1) {
+    namespace cg = cooperative_groups;
+    __shared__ MaxSum block_state;  // read by the other blocks of the cluster
+    cg::cluster_group cluster = cg::this_cluster();
+    if (threadIdx.x == 0) block_state = state;
+    cluster.sync();  // every block's state is written before any block reads them
+    MaxSum row = MergeMaxSum::identity();
+    for (int rank = 0; rank < cluster_size; ++rank)  // same order everywhere: same result
+      row = course::merge(row, *cluster.map_shared_rank(&block_state, rank));
+    // No block exits, freeing its shared memory, while others still read it. (Chapter 03
+    // splits this barrier into an arrive here and a wait after the stores; here the state
+    // that keeps alive pushes the 16-bit kernels past their 64 registers.)
+    cluster.sync();
+    return row;
+  }
+#endif
+  return state;
+}
+
+// Longer rows: one block per row, or a cluster of `cluster_size` blocks per row (sm_90+).
+// Block `rank` of a cluster owns columns [rank * W, (rank + 1) * W), W = blockDim.x * kItems,
+// and thread t its vectors t, t + blockDim.x, ...: each warp load reads 512 contiguous bytes.
+// A block whose slice lies past the visible prefix reads nothing and writes zeros.
+// Rows of whole 16-byte vectors only: with 1024 threads a thread has 64 registers, and 32
+// of them hold the row; a key-by-key path for every vector would not fit beside them.
+template <class T>
+__global__ void __launch_bounds__(kMaxThreads)
+masked_softmax_block_rows_kernel(const T* __restrict__ S, T* __restrict__ y, ScoreShape shape, float scale,
+                                 Mask mask, int cluster_size) {
+  constexpr int V = course::kVec<T>;
+  __shared__ MaxSum scratch[32];  // block_reduce's per-warp partials
+  const int row = blockIdx.x / cluster_size;
+  const int rank = blockIdx.x % cluster_size;  // this block's slice of the row
+  const int slice_start = rank * blockDim.x * kItems<T>;
+  const std::size_t row_start = std::size_t(row) * shape.n_k;
+  const RowView view = row_view(row, shape, scale, mask, slice_start + int(threadIdx.x) * V, int(blockDim.x) * V);
+  uint4 raw[kVectors];
+  load_visible<T, kVectors, true>(raw, S + row_start, view);
+  if (view.keep != nullptr) drop_explicitly_masked<T, kVectors, true>(raw, view);
+  MaxSum whole_row = course::block_reduce(share_state<T>(raw, scale), MergeMaxSum{}, scratch);
+  whole_row = cluster_reduce(whole_row, cluster_size);
+  store_share<T, kVectors, true>(raw, y + row_start, view, whole_row);
+}
+
+// Rows longer than fit on chip: one block per row, two reads of its visible prefix. Read 1
+// folds every kept key into a running state per thread (chapter 03's online softmax) and
+// merges the threads' states over the block; read 2 writes y, 0 at every masked key.
+template <class T>
+__global__ void __launch_bounds__(kMaxThreads)
+masked_softmax_two_reads_kernel(const T* __restrict__ S, T* __restrict__ y, ScoreShape shape, float scale,
+                                Mask mask) {
+  __shared__ MaxSum scratch[32];  // block_reduce's per-warp partials
+  const int row = blockIdx.x;
+  const RowView view = row_view(row, shape, scale, mask, threadIdx.x, blockDim.x);
+  const T* s_row = S + std::size_t(row) * shape.n_k;
+  T* y_row = y + std::size_t(row) * shape.n_k;
+
+  // TODO(04.5): read 1: from MergeMaxSum::identity(), fold every key col < view.end
+  // (col = threadIdx.x, += blockDim.x) that view.explicitly_kept(col) into this thread's
+  // state with course::merge: the key is the state {to_float(s_row[col]) * scale, 1}.
+  // Merge the threads' states: course::block_reduce(state, MergeMaxSum{}, scratch).
+  // Read 2: for every col < shape.n_k, y_row[col] = exp_shifted(scale * s, m) / l for a
+  // visible, kept key; 0 for every other key, and for a row that sees no key (m == -inf).
+}
+
+// ---- Host side ---------------------------------------------------------------------------
+
+int rows_of(ScoreShape shape) { return shape.batch * shape.heads * shape.n_q; }
+int ceil_div(int a, int b) { return int((std::int64_t(a) + b - 1) / b); }
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+void check_problem(ScoreShape shape, float scale, const char* name) {
+  const std::string who = name;
+  if (shape.batch < 1 || shape.heads < 1 || shape.n_q < 1 || shape.n_k < 1)
+    throw std::invalid_argument(who + ": batch, heads, n_q and n_k must be at least 1");
+  if (std::int64_t(shape.batch) * shape.heads * shape.n_q > INT32_MAX)
+    throw std::invalid_argument(who + ": batch * heads * n_q must be below 2^31");
+  if (!(scale > 0.0f) || !std::isfinite(scale))
+    throw std::invalid_argument(who + ": scale must be positive and finite (max(scale * s) = scale * max(s) needs scale > 0)");
+}
+
+// Short rows get a small block (threads would idle), long rows the largest (chapter 02).
+int row_threads(int n_k) { return n_k <= 1024 ? 128 : n_k <= 8192 ? 256 : 1024; }
+
+template <class T>
+void launch_unfused(const T* S, T* y, ScoreShape shape, float scale, Mask mask, float* scaled, float* row_max,
+                    cudaStream_t stream) {
+  check_problem(shape, scale, "masked_softmax_unfused");
+  if (scaled == nullptr || row_max == nullptr)
+    throw std::invalid_argument("masked_softmax_unfused: needs its workspace, scaled (rows * n_k floats) and row_max (rows floats)");
+  const int rows = rows_of(shape);
+  const std::size_t count = std::size_t(rows) * shape.n_k;
+  const int threads = row_threads(shape.n_k);
+  const std::size_t scale_blocks = std::min<std::size_t>((count + 255) / 256, 65536);
+  scale_kernel<<<unsigned(scale_blocks), 256, 0, stream>>>(S, scaled, count, scale);
+  COURSE_CHECK_LAUNCH();
+  if (mask.causal || mask.key_lengths || mask.keep) {  // no mask, no masked_fill
+    mask_kernel<<<rows, threads, 0, stream>>>(scaled, shape, mask);
+    COURSE_CHECK_LAUNCH();
+  }
+  row_max_kernel<<<rows, threads, 0, stream>>>(scaled, row_max, shape.n_k);
+  COURSE_CHECK_LAUNCH();
+  normalise_kernel<<<rows, threads, 0, stream>>>(scaled, row_max, y, shape.n_k);
+  COURSE_CHECK_LAUNCH();
+}
+
+bool clusters_supported() {
+  int device = 0, supported = 0;
+  COURSE_CUDA_CHECK(cudaGetDevice(&device));
+  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrClusterLaunch, device));
+  return supported != 0;
+}
+
+// Can this GPU run a cluster of kMaxCluster 1024-thread blocks of the block kernel?
+template <class T>
+bool full_clusters_run() {
+  static int cached = -1;  // asked once, not per launch
+  if (cached < 0) {
+    cudaLaunchAttribute dims{};
+    dims.id = cudaLaunchAttributeClusterDimension;
+    dims.val.clusterDim = {unsigned(kMaxCluster), 1, 1};
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(kMaxCluster);
+    config.blockDim = dim3(kMaxThreads);
+    config.attrs = &dims;
+    config.numAttrs = 1;
+    int active = 0;
+    cached = clusters_supported() &&
+             cudaOccupancyMaxActiveClusters(&active, masked_softmax_block_rows_kernel<T>, &config) == cudaSuccess &&
+             active > 0;
+    cudaGetLastError();  // a refusal is an answer here, not an error to carry on
+  }
+  return cached == 1;
+}
+
+// Which kernel covers a row of n_k keys, with `threads` per block and `cluster` blocks per
+// row. As chapter 03 measured: a warp while 32 threads' registers hold the row; one block
+// while 1024 threads do; a cluster of 1024-thread blocks beyond (a cluster costs
+// bandwidth: its blocks start, synchronise and finish together); two reads past that,
+// and for long rows that are not whole 16-byte vectors (see the block kernel).
+struct Plan {
+  enum Kind { kWarpRows, kBlockRows, kTwoReads } kind;
+  int threads;
+  int cluster;
+};
+
+template <class T>
+Plan plan_rows(int n_k, int rows, bool whole_vectors) {
+  if (n_k <= 32 * kItems<T>) return {Plan::kWarpRows, 32 * kWarpsPerBlock, 1};
+  const Plan two_reads{Plan::kTwoReads, kMaxThreads, 1};
+  if (!whole_vectors) return two_reads;
+  const int threads = ceil_div(n_k, kItems<T> * 32) * 32;
+  if (threads <= kMaxThreads) return {Plan::kBlockRows, threads, 1};
+  const int cluster = ceil_div(n_k, kMaxThreads * kItems<T>);
+  if (cluster <= kMaxCluster && std::int64_t(rows) * cluster <= INT32_MAX && full_clusters_run<T>())
+    return {Plan::kBlockRows, kMaxThreads, cluster};
+  return two_reads;
+}
+
+template <class T, int N>
+void launch_warp_rows(const T* S, T* y, ScoreShape shape, float scale, Mask mask, int rows, bool whole_vectors,
+                      cudaStream_t stream) {
+  const int blocks = ceil_div(rows, kWarpsPerBlock);
+  if (whole_vectors)
+    masked_softmax_warp_rows_kernel<T, N, true><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(S, y, shape, scale, mask, rows);
+  else
+    masked_softmax_warp_rows_kernel<T, N, false><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(S, y, shape, scale, mask, rows);
+  COURSE_CHECK_LAUNCH();
+}
+
+template <class T>
+void launch_fused(const T* S, T* y, ScoreShape shape, float scale, Mask mask, cudaStream_t stream) {
+  check_problem(shape, scale, "masked_softmax");
+  const int rows = rows_of(shape);
+  const bool whole_vectors = shape.n_k % course::kVec<T> == 0 && aligned16(S) && aligned16(y) &&
+                             (mask.keep == nullptr || aligned16(mask.keep));
+  const Plan plan = plan_rows<T>(shape.n_k, rows, whole_vectors);
+  if (plan.kind == Plan::kWarpRows) {
+    if (shape.n_k <= 32 * 4 * course::kVec<T>)
+      launch_warp_rows<T, 4>(S, y, shape, scale, mask, rows, whole_vectors, stream);
+    else
+      launch_warp_rows<T, kVectors>(S, y, shape, scale, mask, rows, whole_vectors, stream);
+  } else if (plan.kind == Plan::kTwoReads) {
+    masked_softmax_two_reads_kernel<<<rows, plan.threads, 0, stream>>>(S, y, shape, scale, mask);
+    COURSE_CHECK_LAUNCH();
+  } else {
+    cudaLaunchAttribute cluster_dims{};
+    cluster_dims.id = cudaLaunchAttributeClusterDimension;
+    cluster_dims.val.clusterDim = {unsigned(plan.cluster), 1, 1};
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(unsigned(rows) * plan.cluster);
+    config.blockDim = dim3(plan.threads);
+    config.stream = stream;
+    config.attrs = &cluster_dims;
+    config.numAttrs = plan.cluster > 1 ? 1 : 0;
+    COURSE_CUDA_CHECK(cudaLaunchKernelEx(&config, masked_softmax_block_rows_kernel<T>, S, y, shape, scale, mask,
+                                         plan.cluster));
+  }
+}
+
+}  // namespace
+
+void masked_softmax_unfused(const float* S, float* y, ScoreShape shape, float scale, Mask mask, float* scaled,
+                            float* row_max, cudaStream_t stream) {
+  launch_unfused(S, y, shape, scale, mask, scaled, row_max, stream);
+}
+void masked_softmax_unfused(const __half* S, __half* y, ScoreShape shape, float scale, Mask mask, float* scaled,
+                            float* row_max, cudaStream_t stream) {
+  launch_unfused(S, y, shape, scale, mask, scaled, row_max, stream);
+}
+void masked_softmax_unfused(const __nv_bfloat16* S, __nv_bfloat16* y, ScoreShape shape, float scale, Mask mask,
+                            float* scaled, float* row_max, cudaStream_t stream) {
+  launch_unfused(S, y, shape, scale, mask, scaled, row_max, stream);
+}
+
+void masked_softmax(const float* S, float* y, ScoreShape shape, float scale, Mask mask, cudaStream_t stream) {
+  launch_fused(S, y, shape, scale, mask, stream);
+}
+void masked_softmax(const __half* S, __half* y, ScoreShape shape, float scale, Mask mask, cudaStream_t stream) {
+  launch_fused(S, y, shape, scale, mask, stream);
+}
+void masked_softmax(const __nv_bfloat16* S, __nv_bfloat16* y, ScoreShape shape, float scale, Mask mask,
+                    cudaStream_t stream) {
+  launch_fused(S, y, shape, scale, mask, stream);
+}
+
+int fused_max_cols(int value_bytes) {
+  return (full_clusters_run<float>() ? kMaxCluster : 1) * kMaxThreads * (kVectors * 16 / value_bytes);
+}
+
+std::vector<Traffic> unfused_traffic(ScoreShape shape, int value_bytes, bool causal, bool has_key_lengths,
+                                     bool has_keep) {
+  const double rows = double(shape.batch) * shape.heads * shape.n_q;
+  const double elements = rows * shape.n_k;
+  std::vector<Traffic> kernels;
+  kernels.push_back({"1 scale: read S, write t (fp32)", elements * (value_bytes + 4)});
+  if (causal || has_key_lengths || has_keep)
+    kernels.push_back({"2 mask: read t, write t", elements * 8 + (has_keep ? elements : 0.0) +
+                                                       (has_key_lengths ? 4 * rows : 0.0)});
+  kernels.push_back({"3 row max: read t, write m", elements * 4 + 4 * rows});
+  kernels.push_back({"4 normalise: read m and t, write y", 4 * rows + elements * (4 + value_bytes)});
+  return kernels;
+}
+
+double fused_traffic(ScoreShape shape, int value_bytes, bool causal, const std::vector<int>& key_lengths,
+                     bool has_keep) {
+  double visible = 0;  // keys read, over every row
+  for (int b = 0; b < shape.batch; ++b)
+    for (int i = 0; i < shape.n_q; ++i)
+      visible += double(shape.heads) *
+                 visible_end(i, shape.n_q, shape.n_k, causal, key_lengths.empty() ? shape.n_k : key_lengths[b]);
+  const double rows = double(shape.batch) * shape.heads * shape.n_q;
+  return visible * (value_bytes + (has_keep ? 1 : 0)) + rows * shape.n_k * value_bytes +
+         (key_lengths.empty() ? 0.0 : 4 * rows);
+}
+
+}  // namespace ch04
