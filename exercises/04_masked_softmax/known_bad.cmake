@@ -1,0 +1,17 @@
+# Deliberately wrong kernels for chapter 04: the solution with one bug each. The suite
+# must catch every one (ctest -L known-bad, solutions track, on a GPU).
+course_known_bad(causal_off_by_one
+  WHY "visible_end stops one key early: query i misses key i + (n_k - n_q)"
+  REPLACE "end = last_seen + 1 < end ? last_seen + 1 : end;" "end = last_seen < end ? last_seen : end;")
+course_known_bad(top_left_causal
+  WHY "visible_end aligns the causal mask top-left (j <= i), wrong whenever n_q != n_k"
+  REPLACE "const int last_seen = query + (n_k - n_q);  // bottom-right" "const int last_seen = query;  // bottom-right")
+course_known_bad(fully_masked_nan
+  WHY "the store has no case for a row that sees nothing: exp(-inf - (-inf)) is NaN"
+  REPLACE "out[j] = sees_nothing ? 0.0f : exp_shifted(" "out[j] = exp_shifted(")
+course_known_bad(reads_past_prefix
+  WHY "the load reads whole vectors up to n_k, not up to the visible end"
+  REPLACE "raw[i] = col + V <= row.end ? *reinterpret_cast" "raw[i] = col + V <= row.n_k ? *reinterpret_cast")
+course_known_bad(scale_twice
+  WHY "the store applies the 1/sqrt(d) scale to the score twice"
+  REPLACE "exp_shifted(out[j] * row.scale," "exp_shifted(out[j] * row.scale * row.scale,")
