@@ -14,8 +14,8 @@ course_known_bad(one_read_unnormalised
   REPLACE "out[j] = exp_shifted(out[j], row.m) * inv_l;" "out[j] = exp_shifted(out[j], row.m);")
 course_known_bad(one_read_thread_max
   WHY "the one-read kernel rescales with the thread's max, not the row's"
-  REPLACE "state = course::block_reduce(state, Merge{}, scratch);\n  state = cluster_reduce"
-          "state = cluster_reduce")
+  REPLACE "state = course::block_reduce(state, Merge{}, scratch);\n  state = course::cluster_merge"
+          "state = course::cluster_merge")
 course_known_bad(online_second_read_skips_tail
   WHY "the two-read kernel's normalising pass stops at the first block of the row"
   REPLACE "  const float inv_l = 1.0f / state.l;\n  for (int c = threadIdx.x; c < cols; c += blockDim.x)"

@@ -7,11 +7,12 @@
 //                      cluster whose blocks merge their states through distributed shared memory
 #include "online_softmax.hpp"
 
+#include "course/cluster.cuh"
 #include "course/cuda_check.hpp"
 #include "course/dtype.cuh"
+#include "course/online_softmax.cuh"  // exp_shifted
 #include "course/reduce.cuh"
 
-#include <cooperative_groups.h>
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -85,20 +86,11 @@ constexpr int kMaxThreads = 1024;
 constexpr int kMaxCluster = 8;     // the portable limit
 constexpr int kStaged = 8;         // long rows: vectors per thread staged in shared memory
 constexpr int kStagedThreads = 512;
-constexpr float kLog2e = 1.4426950408889634f;
 
 template <class T>
 constexpr int kItems = kVectors * course::kVec<T>;  // values per thread of the block kernel
 
-// exp(x - m) = 2^((x - m) log2 e), on the multifunction unit: ex2.approx is within 2 ulp
-// and flushes results below 2^-126 to 0 (far below any probability the tests resolve);
-// exp2f would add a few instructions per value to handle those, and the 16-bit types,
-// with 4 values to process per byte, would feel them.
-__device__ __forceinline__ float exp_shifted(float x, float m) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"((x - m) * kLog2e));
-  return y;
-}
+using course::exp_shifted;  // exp(x - m) on the multifunction unit (common/include/course/online_softmax.cuh)
 
 // A thread's share of a row: vector i starts at column first_col + i * stride_cols.
 // whole_vectors: x and y are 16-byte aligned and cols is a multiple of kVec<T>, so each
@@ -193,37 +185,6 @@ __global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict_
   store_share(raw, y + row_start, share, state);
 }
 
-// The row's state from the states of the blocks of this block's cluster (each holds a
-// slice of the row). Result valid in every thread of every block of the cluster. Every
-// thread of the cluster must call it, and then cluster_release() before exiting. Without
-// a cluster it returns `state`.
-__device__ MaxSum cluster_reduce(MaxSum state, int cluster_size) {
-#if __CUDA_ARCH__ >= 900
-  if (cluster_size > 1) {
-    namespace cg = cooperative_groups;
-    __shared__ MaxSum block_state;  // read by the other blocks of the cluster
-    cg::cluster_group cluster = cg::this_cluster();
-    if (threadIdx.x == 0) block_state = state;
-    cluster.sync();  // every block's state is written before any block reads them
-    MaxSum row = Merge::identity();
-    for (int rank = 0; rank < cluster_size; ++rank)  // same order everywhere: same result
-      row = merge(row, *cluster.map_shared_rank(&block_state, rank));
-    // "Done reading the others' shared memory". The matching wait, in cluster_release(),
-    // comes after this block's stores: the barrier's latency hides behind them.
-    cluster.barrier_arrive();
-    return row;
-  }
-#endif
-  return state;
-}
-
-// No block may exit, freeing its shared memory, while another still reads it.
-__device__ void cluster_release(int cluster_size) {
-#if __CUDA_ARCH__ >= 900
-  if (cluster_size > 1) cooperative_groups::this_cluster().barrier_wait();
-#endif
-}
-
 // The staged part of a long row's share: vectors kVectors .. kVectors + M - 1 of this
 // thread's share, kept in shared memory ([M][blockDim.x] vectors: each thread only ever
 // touches its own, so no barrier is needed). The copies go global -> shared without
@@ -283,7 +244,7 @@ softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, 
     }
   }
   state = course::block_reduce(state, Merge{}, scratch);
-  state = cluster_reduce(state, cluster_size);
+  state = course::cluster_merge(state, Merge{}, cluster_size);  // the blocks of a cluster (sm_90)
   store_share(raw, y_row, share, state);
   if constexpr (M > 0) {
 #pragma unroll 1
@@ -293,7 +254,7 @@ softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, 
       store_share(one, y_row, one_share, state);
     }
   }
-  cluster_release(cluster_size);
+  course::cluster_release(cluster_size);
 }
 
 void check_shape(int rows, int cols, const char* name) {
@@ -312,38 +273,14 @@ void launch_online(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
   COURSE_CHECK_LAUNCH();
 }
 
-bool clusters_supported() {
-  int device = 0, supported = 0;
-  COURSE_CUDA_CHECK(cudaGetDevice(&device));
-  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrClusterLaunch, device));
-  return supported != 0;
-}
-
 constexpr int kStagedBytes = kStaged * kStagedThreads * 16;  // dynamic shared memory of a staged block
 
 // Can this GPU run a cluster of kMaxCluster staged blocks? (Asked once, not per launch.)
 template <class T>
 bool staged_clusters_run() {
-  static int cached = -1;
-  if (cached < 0) {
-    const auto kernel = softmax_block_rows_kernel<T, kStaged>;
-    cudaLaunchAttribute dims{};
-    dims.id = cudaLaunchAttributeClusterDimension;
-    dims.val.clusterDim.x = kMaxCluster;
-    dims.val.clusterDim.y = dims.val.clusterDim.z = 1;
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(kMaxCluster);
-    config.blockDim = dim3(kStagedThreads);
-    config.dynamicSmemBytes = kStagedBytes;
-    config.attrs = &dims;
-    config.numAttrs = 1;
-    int active = 0;
-    cached = clusters_supported() &&
-             cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kStagedBytes) == cudaSuccess &&
-             cudaOccupancyMaxActiveClusters(&active, kernel, &config) == cudaSuccess && active > 0;
-    cudaGetLastError();  // a refusal is an answer here, not an error to carry on
-  }
-  return cached == 1;
+  static const bool fits =
+      course::cluster_fits(softmax_block_rows_kernel<T, kStaged>, kMaxCluster, kStagedThreads, kStagedBytes);
+  return fits;
 }
 
 // How the block kernel covers a row: `threads` per block, `cluster` blocks per row,
@@ -385,20 +322,9 @@ void launch_one_read(const T* x, T* y, int rows, int cols, cudaStream_t stream) 
   const BlockPlan plan = plan_block_rows<T>(cols);
   if (plan.cluster == 0 || std::size_t(rows) * plan.cluster > 0x7fffffffu)
     return launch_online(x, y, rows, cols, stream);
-  cudaLaunchAttribute cluster_dims{};
-  cluster_dims.id = cudaLaunchAttributeClusterDimension;
-  cluster_dims.val.clusterDim.x = plan.cluster;
-  cluster_dims.val.clusterDim.y = 1;
-  cluster_dims.val.clusterDim.z = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(unsigned(rows) * plan.cluster);
-  config.blockDim = dim3(plan.threads);
-  config.stream = stream;
-  config.attrs = &cluster_dims;
-  config.numAttrs = plan.cluster > 1 ? 1 : 0;
-  config.dynamicSmemBytes = plan.staged ? kStagedBytes : 0;
   const auto kernel = plan.staged ? softmax_block_rows_kernel<T, kStaged> : softmax_block_rows_kernel<T, 0>;
-  COURSE_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, x, y, cols, plan.cluster, whole_vectors));
+  course::launch_clustered(kernel, unsigned(rows) * plan.cluster, plan.cluster, plan.threads,
+                           plan.staged ? kStagedBytes : 0, stream, x, y, cols, plan.cluster, whole_vectors);
 }
 
 }  // namespace

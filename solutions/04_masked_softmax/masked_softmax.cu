@@ -11,12 +11,12 @@
 //                            long one, two reads for rows longer than fit on chip
 #include "masked_softmax.hpp"
 
+#include "course/cluster.cuh"
 #include "course/cuda_check.hpp"
 #include "course/dtype.cuh"
 #include "course/online_softmax.cuh"
 #include "course/reduce.cuh"
 
-#include <cooperative_groups.h>
 
 #include <algorithm>
 #include <cmath>
@@ -119,19 +119,11 @@ constexpr int kVectors = 8;
 constexpr int kWarpsPerBlock = 4;  // warp-per-row kernel: rows per block
 constexpr int kMaxThreads = 1024;
 constexpr int kMaxCluster = 8;  // the portable cluster size limit
-constexpr float kLog2e = 1.4426950408889634f;
 
 template <class T>
 constexpr int kItems = kVectors * course::kVec<T>;  // values per thread of the block kernel
 
-// exp(z - m) = 2^((z - m) log2 e) on the multifunction unit, as in chapter 03: ex2.approx
-// is within 2 ulp and flushes results below 2^-126 to 0, far below any probability the
-// tests resolve.
-__device__ __forceinline__ float exp_shifted(float z, float m) {
-  float e;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"((z - m) * kLog2e));
-  return e;
-}
+using course::exp_shifted;  // exp(z - m) on the multifunction unit (common/include/course/online_softmax.cuh)
 
 // What a thread knows of its row. Its vector i starts at column first_col + i * stride_cols.
 struct RowView {
@@ -318,30 +310,6 @@ __global__ void masked_softmax_warp_rows_kernel(const T* __restrict__ S, T* __re
   store_share<T, N, kWhole>(raw, y + row_start, view, whole_row);
 }
 
-// The row's state from the states of the blocks of this block's cluster (each holds a
-// slice of the row). Result valid in every thread of every block of the cluster. Every
-// thread of the cluster must call it. Without a cluster it returns `state`.
-__device__ MaxSum cluster_reduce(MaxSum state, int cluster_size) {
-#if __CUDA_ARCH__ >= 900
-  if (cluster_size > 1) {
-    namespace cg = cooperative_groups;
-    __shared__ MaxSum block_state;  // read by the other blocks of the cluster
-    cg::cluster_group cluster = cg::this_cluster();
-    if (threadIdx.x == 0) block_state = state;
-    cluster.sync();  // every block's state is written before any block reads them
-    MaxSum row = MergeMaxSum::identity();
-    for (int rank = 0; rank < cluster_size; ++rank)  // same order everywhere: same result
-      row = course::merge(row, *cluster.map_shared_rank(&block_state, rank));
-    // No block exits, freeing its shared memory, while others still read it. (Chapter 03
-    // splits this barrier into an arrive here and a wait after the stores; here the state
-    // that keeps alive pushes the 16-bit kernels past their 64 registers.)
-    cluster.sync();
-    return row;
-  }
-#endif
-  return state;
-}
-
 // Longer rows: one block per row, or a cluster of `cluster_size` blocks per row (sm_90+).
 // Block `rank` of a cluster owns columns [rank * W, (rank + 1) * W), W = blockDim.x * kItems,
 // and thread t its vectors t, t + blockDim.x, ...: each warp load reads 512 contiguous bytes.
@@ -363,8 +331,9 @@ masked_softmax_block_rows_kernel(const T* __restrict__ S, T* __restrict__ y, Sco
   load_visible<T, kVectors, true>(raw, S + row_start, view);
   if (view.keep != nullptr) drop_explicitly_masked<T, kVectors, true>(raw, view);
   MaxSum whole_row = course::block_reduce(share_state<T>(raw, scale), MergeMaxSum{}, scratch);
-  whole_row = cluster_reduce(whole_row, cluster_size);
+  whole_row = course::cluster_merge(whole_row, MergeMaxSum{}, cluster_size);  // the blocks of a cluster (sm_90)
   store_share<T, kVectors, true>(raw, y + row_start, view, whole_row);
+  course::cluster_release(cluster_size);
 }
 
 // Rows longer than fit on chip: one block per row, two reads of its visible prefix. Read 1
@@ -434,33 +403,11 @@ void launch_unfused(const T* S, T* y, ScoreShape shape, float scale, Mask mask, 
   COURSE_CHECK_LAUNCH();
 }
 
-bool clusters_supported() {
-  int device = 0, supported = 0;
-  COURSE_CUDA_CHECK(cudaGetDevice(&device));
-  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrClusterLaunch, device));
-  return supported != 0;
-}
-
 // Can this GPU run a cluster of kMaxCluster 1024-thread blocks of the block kernel?
 template <class T>
 bool full_clusters_run() {
-  static int cached = -1;  // asked once, not per launch
-  if (cached < 0) {
-    cudaLaunchAttribute dims{};
-    dims.id = cudaLaunchAttributeClusterDimension;
-    dims.val.clusterDim = {unsigned(kMaxCluster), 1, 1};
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(kMaxCluster);
-    config.blockDim = dim3(kMaxThreads);
-    config.attrs = &dims;
-    config.numAttrs = 1;
-    int active = 0;
-    cached = clusters_supported() &&
-             cudaOccupancyMaxActiveClusters(&active, masked_softmax_block_rows_kernel<T>, &config) == cudaSuccess &&
-             active > 0;
-    cudaGetLastError();  // a refusal is an answer here, not an error to carry on
-  }
-  return cached == 1;
+  static const bool fits = course::cluster_fits(masked_softmax_block_rows_kernel<T>, kMaxCluster, kMaxThreads);
+  return fits;  // asked once, not per launch
 }
 
 // Which kernel covers a row of n_k keys, with `threads` per block and `cluster` blocks per
@@ -506,7 +453,10 @@ void launch_fused(const T* S, T* y, ScoreShape shape, float scale, Mask mask, cu
                              (mask.keep == nullptr || aligned16(mask.keep));
   const Plan plan = plan_rows<T>(shape.n_k, rows, whole_vectors);
   if (plan.kind == Plan::kWarpRows) {
-    if (shape.n_k <= 32 * 4 * course::kVec<T>)
+    // As few vectors per lane as the row needs, so that no lane idles (a 512-key fp16 row: 2).
+    if (shape.n_k <= 32 * 2 * course::kVec<T>)
+      launch_warp_rows<T, 2>(S, y, shape, scale, mask, rows, whole_vectors, stream);
+    else if (shape.n_k <= 32 * 4 * course::kVec<T>)
       launch_warp_rows<T, 4>(S, y, shape, scale, mask, rows, whole_vectors, stream);
     else
       launch_warp_rows<T, kVectors>(S, y, shape, scale, mask, rows, whole_vectors, stream);
@@ -514,17 +464,8 @@ void launch_fused(const T* S, T* y, ScoreShape shape, float scale, Mask mask, cu
     masked_softmax_two_reads_kernel<<<rows, plan.threads, 0, stream>>>(S, y, shape, scale, mask);
     COURSE_CHECK_LAUNCH();
   } else {
-    cudaLaunchAttribute cluster_dims{};
-    cluster_dims.id = cudaLaunchAttributeClusterDimension;
-    cluster_dims.val.clusterDim = {unsigned(plan.cluster), 1, 1};
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(unsigned(rows) * plan.cluster);
-    config.blockDim = dim3(plan.threads);
-    config.stream = stream;
-    config.attrs = &cluster_dims;
-    config.numAttrs = plan.cluster > 1 ? 1 : 0;
-    COURSE_CUDA_CHECK(cudaLaunchKernelEx(&config, masked_softmax_block_rows_kernel<T>, S, y, shape, scale, mask,
-                                         plan.cluster));
+    course::launch_clustered(masked_softmax_block_rows_kernel<T>, unsigned(rows) * plan.cluster, plan.cluster,
+                             plan.threads, 0, stream, S, y, shape, scale, mask, plan.cluster);
   }
 }
 

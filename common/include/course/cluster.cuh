@@ -1,0 +1,103 @@
+// Thread-block clusters (sm_90+), for the softmax kernels whose rows are longer than one
+// block can hold (chapters 03 and 04): the row is split over a cluster of blocks, which
+// merge their (m, l) states through distributed shared memory.
+//
+//   device:  cluster_merge(state, op, cluster_size)  then, after the block's last use of
+//            the result (its stores), cluster_release(cluster_size)
+//   host:    clusters_supported(), cluster_fits(kernel, ...), launch_clustered(kernel, ...)
+#pragma once
+
+#include "course/cuda_check.hpp"
+#include "course/online_softmax.cuh"
+
+#include <cooperative_groups.h>
+
+namespace course {
+
+// The row's state from the states of the blocks of this block's cluster (each holds a
+// slice of the row), combined with `op` (an associative operation with Op::identity(),
+// such as chapter 03's merge). Result valid in every thread of every block of the
+// cluster. Every thread of the cluster must call it, and then cluster_release() before
+// exiting. With a cluster of one block (or before sm_90) it returns `state`.
+template <class State, class Op>
+__device__ State cluster_merge(State state, Op op, int cluster_size) {
+#if __CUDA_ARCH__ >= 900
+  if (cluster_size > 1) {
+    namespace cg = cooperative_groups;
+    __shared__ State block_state;  // read by the other blocks of the cluster
+    cg::cluster_group cluster = cg::this_cluster();
+    if (threadIdx.x == 0) block_state = state;
+    cluster.sync();  // every block's state is written before any block reads them
+    State row = Op::identity();
+    for (int rank = 0; rank < cluster_size; ++rank)  // same order everywhere: same result
+      row = op(row, *cluster.map_shared_rank(&block_state, rank));
+    // "Done reading the others' shared memory". The matching wait, in cluster_release(),
+    // comes after this block's stores: the barrier's latency hides behind them.
+    cluster.barrier_arrive();
+    return row;
+  }
+#endif
+  return state;
+}
+
+// No block may exit, freeing its shared memory, while another still reads it.
+__device__ inline void cluster_release(int cluster_size) {
+#if __CUDA_ARCH__ >= 900
+  if (cluster_size > 1) cooperative_groups::this_cluster().barrier_wait();
+#endif
+}
+
+// Can this GPU launch clusters at all (sm_90+)?
+inline bool clusters_supported() {
+  int device = 0, supported = 0;
+  COURSE_CUDA_CHECK(cudaGetDevice(&device));
+  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrClusterLaunch, device));
+  return supported != 0;
+}
+
+namespace detail {
+inline cudaLaunchConfig_t cluster_config(unsigned blocks, int cluster, int threads, int smem_bytes,
+                                         cudaStream_t stream, cudaLaunchAttribute& dims) {
+  dims = {};
+  dims.id = cudaLaunchAttributeClusterDimension;
+  dims.val.clusterDim.x = unsigned(cluster);
+  dims.val.clusterDim.y = dims.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(blocks);
+  config.blockDim = dim3(unsigned(threads));
+  config.dynamicSmemBytes = std::size_t(smem_bytes);
+  config.stream = stream;
+  config.attrs = &dims;
+  config.numAttrs = cluster > 1 ? 1 : 0;
+  return config;
+}
+}  // namespace detail
+
+// Can the GPU run at least one cluster of `cluster` blocks of `kernel`, `threads` threads
+// and `smem_bytes` of dynamic shared memory each? A refusal is an answer, not an error.
+template <class... Params>
+bool cluster_fits(void (*kernel)(Params...), int cluster, int threads, int smem_bytes = 0) {
+  if (!clusters_supported()) return false;
+  if (smem_bytes > 48 * 1024 &&
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  cudaLaunchAttribute dims;
+  const cudaLaunchConfig_t config = detail::cluster_config(unsigned(cluster), cluster, threads, smem_bytes, nullptr, dims);
+  int active = 0;
+  const bool fits = cudaOccupancyMaxActiveClusters(&active, kernel, &config) == cudaSuccess && active > 0;
+  cudaGetLastError();
+  return fits;
+}
+
+// Launches `blocks` blocks of `kernel` in clusters of `cluster` (1: no cluster).
+template <class... Params, class... Args>
+void launch_clustered(void (*kernel)(Params...), unsigned blocks, int cluster, int threads, int smem_bytes,
+                      cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute dims;
+  const cudaLaunchConfig_t config = detail::cluster_config(blocks, cluster, threads, smem_bytes, stream, dims);
+  COURSE_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, Params(args)...));
+}
+
+}  // namespace course
