@@ -7,6 +7,7 @@
 #include "course/cuda_check.hpp"
 #include "course/dtype.cuh"
 #include "course/reduce.cuh"
+#include "course/rows.hpp"
 
 #include <stdexcept>
 
@@ -58,24 +59,17 @@ __global__ void softmax_safe_kernel(const T* __restrict__ x, T* __restrict__ y, 
     y_row[c] = course::from_float<T>(expf(to_float(x_row[c]) - m) * inv_l);
 }
 
-void check_shape(int rows, int cols, const char* name) {
-  if (rows < 1 || cols < 1) throw std::invalid_argument(std::string(name) + ": rows and cols must be at least 1");
-}
-
-// Short rows get a small block (threads would idle), long rows the largest.
-int threads_for(int cols) { return cols <= 1024 ? 128 : cols <= 8192 ? 256 : 1024; }
-
 template <class T>
 void launch_naive(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
-  check_shape(rows, cols, "softmax_naive");
-  softmax_naive_kernel<<<rows, threads_for(cols), 0, stream>>>(x, y, cols);
+  course::require_rows_cols(rows, cols, "softmax_naive");
+  softmax_naive_kernel<<<rows, course::row_block_threads(cols), 0, stream>>>(x, y, cols);
   COURSE_CHECK_LAUNCH();
 }
 
 template <class T>
 void launch_safe(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
-  check_shape(rows, cols, "softmax_safe");
-  softmax_safe_kernel<<<rows, threads_for(cols), 0, stream>>>(x, y, cols);
+  course::require_rows_cols(rows, cols, "softmax_safe");
+  softmax_safe_kernel<<<rows, course::row_block_threads(cols), 0, stream>>>(x, y, cols);
   COURSE_CHECK_LAUNCH();
 }
 

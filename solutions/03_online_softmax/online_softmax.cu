@@ -12,6 +12,7 @@
 #include "course/dtype.cuh"
 #include "course/online_softmax.cuh"  // exp_shifted
 #include "course/reduce.cuh"
+#include "course/rows.hpp"
 
 #include <cuda_pipeline.h>
 
@@ -257,19 +258,12 @@ softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, 
   course::cluster_release(cluster_size);
 }
 
-void check_shape(int rows, int cols, const char* name) {
-  if (rows < 1 || cols < 1) throw std::invalid_argument(std::string(name) + ": rows and cols must be at least 1");
-}
-
 int round_up(int value, int multiple) { return (value + multiple - 1) / multiple * multiple; }
-
-// Short rows get a small block (threads would idle), long rows the largest.
-int online_threads(int cols) { return cols <= 1024 ? 128 : cols <= 8192 ? 256 : 1024; }
 
 template <class T>
 void launch_online(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
-  check_shape(rows, cols, "softmax_online");
-  softmax_online_kernel<<<rows, online_threads(cols), 0, stream>>>(x, y, cols);
+  course::require_rows_cols(rows, cols, "softmax_online");
+  softmax_online_kernel<<<rows, course::row_block_threads(cols), 0, stream>>>(x, y, cols);
   COURSE_CHECK_LAUNCH();
 }
 
@@ -306,7 +300,7 @@ BlockPlan plan_block_rows(int cols) {
 
 template <class T>
 void launch_one_read(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
-  check_shape(rows, cols, "softmax_one_read");
+  course::require_rows_cols(rows, cols, "softmax_one_read");
   const bool whole_vectors = cols % course::kVec<T> == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0 &&
                              reinterpret_cast<std::uintptr_t>(y) % 16 == 0;
   if (cols <= 32 * kItems<T>) {
