@@ -59,18 +59,15 @@ void explain(const Options& o) {
 course::CompareReport check_rows(const std::vector<float>& got, const std::vector<float>& Q,
                                  const std::vector<float>& K, int n_q, int n_k, int d,
                                  double scale, const std::string& what) {
-  std::vector<int> rows;
-  const int step = std::max(1, n_q / 48);
-  for (int r = 0; r < n_q; r += step) rows.push_back(r);
-  if (rows.back() != n_q - 1) rows.push_back(n_q - 1);
+  const std::vector<std::size_t> rows = course::sample_rows(n_q, 48);
   std::vector<double> g, ref;
   double abs_max = 0;
-  for (int r : rows) {
-    const std::vector<float> q(Q.begin() + std::size_t(r) * d, Q.begin() + std::size_t(r + 1) * d);
+  for (std::size_t r : rows) {
+    const std::vector<float> q(Q.begin() + r * d, Q.begin() + (r + 1) * d);
     const auto row = course::reference::query_scores(q, K, n_k, d, scale);
     for (int j = 0; j < n_k; ++j) {
       ref.push_back(row[j]);
-      g.push_back(got[std::size_t(r) * n_k + j]);
+      g.push_back(got[r * n_k + j]);
       abs_max = std::max(abs_max, course::reference::dot_abs(q.data(), &K[std::size_t(j) * d], d));
     }
   }

@@ -101,18 +101,14 @@ course::CompareReport check_rows(const course::DeviceBuffer<T>& S, const course:
   const ch04::ScoreShape& s = c.shape;
   const std::size_t rows = std::size_t(s.batch) * s.heads * s.n_q;
   const std::vector<std::size_t> which = course::sample_rows(rows, 8);
-  std::vector<double> got, ref;
-  std::vector<T> s_row(s.n_k), y_row(s.n_k);
-  for (std::size_t r : which) {
-    COURSE_CUDA_CHECK(cudaMemcpy(s_row.data(), S.data() + r * s.n_k, s.n_k * sizeof(T), cudaMemcpyDeviceToHost));
-    COURSE_CUDA_CHECK(cudaMemcpy(y_row.data(), y.data() + r * s.n_k, s.n_k * sizeof(T), cudaMemcpyDeviceToHost));
-    const int query = int(r % s.n_q), batch = int(r / (std::size_t(s.n_q) * s.heads));
-    const std::vector<double> x = course::widen(s_row);
-    const auto want = course::reference::masked_softmax_row(x.data(), query, s.n_q, s.n_k, scale, c.causal,
+  const std::vector<double> x = course::widen(S.download_rows(s.n_k, which));
+  const std::vector<double> got = course::widen(y.download_rows(s.n_k, which));
+  std::vector<double> ref;
+  for (std::size_t i = 0; i < which.size(); ++i) {
+    const int query = int(which[i] % s.n_q), batch = int(which[i] / (std::size_t(s.n_q) * s.heads));
+    const auto want = course::reference::masked_softmax_row(&x[i * s.n_k], query, s.n_q, s.n_k, scale, c.causal,
                                                             key_lengths.empty() ? s.n_k : key_lengths[batch], nullptr);
-    const auto have = course::widen(y_row);
     ref.insert(ref.end(), want.begin(), want.end());
-    got.insert(got.end(), have.begin(), have.end());
   }
   return course::compare(got, ref, course::DType<T>::prob, {which.size(), std::size_t(s.n_k)}, what + " (sampled rows)");
 }

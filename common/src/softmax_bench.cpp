@@ -14,20 +14,6 @@
 
 namespace course {
 
-namespace {
-
-// Copies rows `which` of a device matrix to the host.
-template <class T>
-std::vector<T> download_rows(const DeviceBuffer<T>& m, std::size_t cols, const std::vector<std::size_t>& which) {
-  std::vector<T> host(which.size() * cols);
-  for (std::size_t i = 0; i < which.size(); ++i)
-    COURSE_CUDA_CHECK(cudaMemcpy(host.data() + i * cols, m.data() + which[i] * cols, cols * sizeof(T),
-                                 cudaMemcpyDeviceToHost));
-  return host;
-}
-
-}  // namespace
-
 template <class T>
 bool bench_softmax(Table& table, const std::vector<SoftmaxVersion<T>>& versions, const SoftmaxBench& bench) {
   bool all_ok = true;
@@ -36,16 +22,14 @@ bool bench_softmax(Table& table, const std::vector<SoftmaxVersion<T>>& versions,
   for (long long cols : bench.cols) {
     const std::size_t rows = bench.elements / cols;
     const std::vector<std::size_t> which = sample_rows(rows, 8);
-    std::vector<std::size_t> picked(which.size());
-    for (std::size_t i = 0; i < which.size(); ++i) picked[i] = i;
-    const std::vector<double> ref = reference::softmax_rows(
-        gather_rows(download_rows(x, cols, which), cols, picked), int(which.size()), int(cols));
+    const std::vector<double> ref =
+        reference::softmax_rows(widen(x.download_rows(cols, which)), int(which.size()), int(cols));
     for (const auto& version : versions) {
       std::printf("  %s %s, %zu rows x %lld cols\n", version.name.c_str(), DType<T>::name, rows, cols);
       std::fflush(stdout);
       y.poison();
       version.fn(x.data(), y.data(), int(rows), int(cols), nullptr);
-      const CompareReport report = compare(widen(download_rows(y, cols, which)), ref, DType<T>::prob,
+      const CompareReport report = compare(widen(y.download_rows(cols, which)), ref, DType<T>::prob,
                                            {which.size(), std::size_t(cols)}, version.name + " (sampled rows)");
       if (!report.ok) std::fprintf(stderr, "%s\n", report.message.c_str());
       all_ok = all_ok && report.ok;

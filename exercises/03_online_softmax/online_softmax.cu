@@ -97,7 +97,6 @@ using course::exp_shifted;  // exp(x - m) on the multifunction unit (common/incl
 // A thread's share of a row: vector i starts at column first_col + i * stride_cols.
 // whole_vectors: x and y are 16-byte aligned and cols is a multiple of kVec<T>, so each
 // vector is wholly inside the row or wholly past its end; otherwise value by value.
-template <class T>
 struct RowShare {
   int first_col;
   int stride_cols;
@@ -109,7 +108,7 @@ struct RowShare {
 // Reads this thread's share of the row into registers; values past the row's end are -inf.
 template <class T, int N>
 __device__ __forceinline__ void load_share(uint4 (&raw)[N], const T* __restrict__ x_row,
-                                           const RowShare<T>& share) {
+                                           const RowShare& share) {
   // TODO(03.4a): for each vector i < N (#pragma unroll: raw must stay in registers), at
   // column col = share.col(i): with share.whole_vectors and col < share.cols, one 16-byte
   // load, raw[i] = *reinterpret_cast<const uint4*>(x_row + col); otherwise fill a
@@ -129,7 +128,7 @@ __device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[N]) {
 // y = exp(x - m) / l for the values in registers, written where they were read from.
 template <class T, int N>
 __device__ __forceinline__ void store_share(const uint4 (&raw)[N], T* __restrict__ y_row,
-                                            const RowShare<T>& share, MaxSum row) {
+                                            const RowShare& share, MaxSum row) {
   // TODO(03.4c): for each vector: unpack it, out[j] = exp_shifted(value, row.m) / row.l,
   // and write it back where load_share read it from (course::pack<T> + one 16-byte store,
   // or value by value with course::from_float<T>, only columns < share.cols).
@@ -145,7 +144,7 @@ __global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict_
   const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // a whole warp leaves together: the shuffles below stay full
   const std::size_t row_start = std::size_t(row) * cols;
-  const RowShare<T> share{lane * course::kVec<T>, 32 * course::kVec<T>, cols, whole_vectors};
+  const RowShare share{lane * course::kVec<T>, 32 * course::kVec<T>, cols, whole_vectors};
   uint4 raw[N];
   load_share(raw, x + row_start, share);
   const MaxSum state = course::warp_reduce(share_state<T>(raw), Merge{});
@@ -158,7 +157,7 @@ __global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict_
 // passing through registers (cp.async on sm_80+), and run while the kernel works on the
 // vectors in registers; wait_staged() waits for them.
 template <class T, int M>
-__device__ __forceinline__ void stage_share(uint4* staged, const T* __restrict__ x_row, const RowShare<T>& share) {
+__device__ __forceinline__ void stage_share(uint4* staged, const T* __restrict__ x_row, const RowShare& share) {
 #pragma unroll
   for (int s = 0; s < M; ++s) {
     const int col = share.col(kVectors + s);
@@ -194,7 +193,7 @@ softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, 
   const std::size_t row = blockIdx.x / cluster_size;
   const int rank = blockIdx.x % cluster_size;  // this block's slice of the row
   const int slice_start = rank * blockDim.x * (kVectors + M) * course::kVec<T>;
-  const RowShare<T> share{slice_start + int(threadIdx.x) * course::kVec<T>, int(blockDim.x) * course::kVec<T>,
+  const RowShare share{slice_start + int(threadIdx.x) * course::kVec<T>, int(blockDim.x) * course::kVec<T>,
                           cols, whole_vectors};
   const T* x_row = x + row * cols;
   T* y_row = y + row * cols;
@@ -217,7 +216,7 @@ softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, 
 #pragma unroll 1
     for (int s = 0; s < M; ++s) {
       const uint4 one[1] = {staged[s * blockDim.x + threadIdx.x]};
-      const RowShare<T> one_share{share.col(kVectors + s), share.stride_cols, cols, whole_vectors};
+      const RowShare one_share{share.col(kVectors + s), share.stride_cols, cols, whole_vectors};
       store_share(one, y_row, one_share, state);
     }
   }

@@ -96,7 +96,6 @@ using course::exp_shifted;  // exp(x - m) on the multifunction unit (common/incl
 // A thread's share of a row: vector i starts at column first_col + i * stride_cols.
 // whole_vectors: x and y are 16-byte aligned and cols is a multiple of kVec<T>, so each
 // vector is wholly inside the row or wholly past its end; otherwise value by value.
-template <class T>
 struct RowShare {
   int first_col;
   int stride_cols;
@@ -108,7 +107,7 @@ struct RowShare {
 // Reads this thread's share of the row into registers; values past the row's end are -inf.
 template <class T, int N>
 __device__ __forceinline__ void load_share(uint4 (&raw)[N], const T* __restrict__ x_row,
-                                           const RowShare<T>& share) {
+                                           const RowShare& share) {
   constexpr int V = course::kVec<T>;
 #pragma unroll
   for (int i = 0; i < N; ++i) {
@@ -149,7 +148,7 @@ __device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[N]) {
 // y = exp(x - m) / l for the values in registers, written where they were read from.
 template <class T, int N>
 __device__ __forceinline__ void store_share(const uint4 (&raw)[N], T* __restrict__ y_row,
-                                            const RowShare<T>& share, MaxSum row) {
+                                            const RowShare& share, MaxSum row) {
   constexpr int V = course::kVec<T>;
   const float inv_l = 1.0f / row.l;
 #pragma unroll
@@ -179,7 +178,7 @@ __global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict_
   const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // a whole warp leaves together: the shuffles below stay full
   const std::size_t row_start = std::size_t(row) * cols;
-  const RowShare<T> share{lane * course::kVec<T>, 32 * course::kVec<T>, cols, whole_vectors};
+  const RowShare share{lane * course::kVec<T>, 32 * course::kVec<T>, cols, whole_vectors};
   uint4 raw[N];
   load_share(raw, x + row_start, share);
   const MaxSum state = course::warp_reduce(share_state<T>(raw), Merge{});
@@ -192,7 +191,7 @@ __global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict_
 // passing through registers (cp.async on sm_80+), and run while the kernel works on the
 // vectors in registers; wait_staged() waits for them.
 template <class T, int M>
-__device__ __forceinline__ void stage_share(uint4* staged, const T* __restrict__ x_row, const RowShare<T>& share) {
+__device__ __forceinline__ void stage_share(uint4* staged, const T* __restrict__ x_row, const RowShare& share) {
 #pragma unroll
   for (int s = 0; s < M; ++s) {
     const int col = share.col(kVectors + s);
@@ -228,7 +227,7 @@ softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, 
   const std::size_t row = blockIdx.x / cluster_size;
   const int rank = blockIdx.x % cluster_size;  // this block's slice of the row
   const int slice_start = rank * blockDim.x * (kVectors + M) * course::kVec<T>;
-  const RowShare<T> share{slice_start + int(threadIdx.x) * course::kVec<T>, int(blockDim.x) * course::kVec<T>,
+  const RowShare share{slice_start + int(threadIdx.x) * course::kVec<T>, int(blockDim.x) * course::kVec<T>,
                           cols, whole_vectors};
   const T* x_row = x + row * cols;
   T* y_row = y + row * cols;
@@ -251,7 +250,7 @@ softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, 
 #pragma unroll 1
     for (int s = 0; s < M; ++s) {
       const uint4 one[1] = {staged[s * blockDim.x + threadIdx.x]};
-      const RowShare<T> one_share{share.col(kVectors + s), share.stride_cols, cols, whole_vectors};
+      const RowShare one_share{share.col(kVectors + s), share.stride_cols, cols, whole_vectors};
       store_share(one, y_row, one_share, state);
     }
   }

@@ -86,17 +86,7 @@ CompareReport compare(const std::vector<T>& got, const std::vector<double>& ref,
 }
 
 // For checking a sample of a large output: `count` row indices spread evenly over
-// [0, rows), the first and the last included.
+// [0, rows), the first and the last included (see DeviceBuffer::download_rows).
 std::vector<std::size_t> sample_rows(std::size_t rows, std::size_t count);
-// Rows `which` of a [rows, cols] matrix, widened to double, one after another.
-template <class T>
-std::vector<double> gather_rows(const std::vector<T>& matrix, std::size_t cols,
-                                const std::vector<std::size_t>& which) {
-  std::vector<T> picked;
-  picked.reserve(which.size() * cols);
-  for (std::size_t r : which)
-    picked.insert(picked.end(), matrix.begin() + r * cols, matrix.begin() + (r + 1) * cols);
-  return widen(picked);
-}
 
 }  // namespace course

@@ -48,6 +48,15 @@ class DeviceBuffer {
     if (count_ > 0) COURSE_CUDA_CHECK(cudaMemcpy(host.data(), ptr_, bytes(), cudaMemcpyDeviceToHost));
     return host;
   }
+  // Rows `which` of this buffer read as a [rows, cols] matrix, one after another: for
+  // checking a sample of an output too large to check whole.
+  std::vector<T> download_rows(std::size_t cols, const std::vector<std::size_t>& which) const {
+    std::vector<T> host(which.size() * cols);
+    for (std::size_t i = 0; i < which.size(); ++i)
+      COURSE_CUDA_CHECK(cudaMemcpy(host.data() + i * cols, ptr_ + which[i] * cols, cols * sizeof(T),
+                                   cudaMemcpyDeviceToHost));
+    return host;
+  }
   // Every byte 0xFF: NaN in float, half and bfloat16, so an element the kernel never
   // writes is caught by the comparison (zeros would pass wherever the answer is 0).
   void poison() {
