@@ -7,7 +7,8 @@
 # and creates
 #   chNN_exercises, chNN_solutions   the kernels of each track, as static libraries
 #   chNN_name                        the chapter executable (bin/), linking COURSE_TRACK's kernels
-#                                    and those of the chapters named in USES (to compare with them)
+# Chapters named in USES are ones this chapter builds on or compares with: both tracks'
+# kernel libraries link COURSE_TRACK's kernels of those chapters.
 #   test_chNN                        the suite, linking COURSE_TRACK's kernels
 #   test_chNN_stubs                  (solutions track) the same suite linking the exercise stubs
 # and registers in ctest, one test per doctest case, with labels:
@@ -86,6 +87,13 @@ function(course_chapter dir)
     add_library(${lib} STATIC ${srcs})
     target_include_directories(${lib} PUBLIC ${chapter_dir})
     target_link_libraries(${lib} PUBLIC course::common)
+    # A chapter built on earlier ones calls their kernels: the learner's own in the
+    # exercises track, the kept ones in the solutions track (so the stubs of this
+    # chapter are checked on top of working earlier chapters).
+    foreach(used IN LISTS arg_USES)
+      string(SUBSTRING "${used}" 0 2 used_num)
+      target_link_libraries(${lib} PUBLIC ch${used_num}_${COURSE_TRACK})
+    endforeach()
     course_warnings(${lib})
     if(track STREQUAL "exercises")
       # A stub declares the names its TODO will use (the index math, the shared tiles)
@@ -102,10 +110,6 @@ function(course_chapter dir)
   set(exe ch${dir})
   add_executable(${exe} ${chapter_dir}/main.cu)
   target_link_libraries(${exe} PRIVATE ${kernels} course::common)
-  foreach(used IN LISTS arg_USES)
-    string(SUBSTRING "${used}" 0 2 used_num)
-    target_link_libraries(${exe} PRIVATE ch${used_num}_${COURSE_TRACK})
-  endforeach()
   course_warnings(${exe})
   add_test(NAME ${num}.tour COMMAND ${exe})
   set_tests_properties(${num}.tour PROPERTIES LABELS "tour;${num}" RESOURCE_LOCK gpu
@@ -207,6 +211,10 @@ function(course_known_bad name)
   add_library(${lib} STATIC ${srcs})
   target_include_directories(${lib} PUBLIC ${chapter_dir})
   target_link_libraries(${lib} PUBLIC course::common)
+  foreach(used IN LISTS arg_USES)
+    string(SUBSTRING "${used}" 0 2 used_num)
+    target_link_libraries(${lib} PUBLIC ch${used_num}_solutions)
+  endforeach()
   target_compile_options(${lib} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-w>)  # a mutant may leave names unused
   set(exe test_ch${num}_bad_${name})
   add_executable(${exe})

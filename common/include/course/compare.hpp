@@ -37,6 +37,14 @@ inline constexpr Tolerance bf16{1e-5, 1e-2, "bf16"};
 inline constexpr Tolerance prob_fp32{1e-30, 1e-5, "fp32 probabilities"};
 inline constexpr Tolerance prob_fp16{6e-8, 2e-3, "fp16 probabilities"};
 inline constexpr Tolerance prob_bf16{1e-30, 1e-2, "bf16 probabilities"};
+// Attention's output in float32 (chapters 05-06): each element is an average of up to n_k
+// values weighted through a d-term dot product, an exp and the running rescales, each a
+// few 2^-24 roundings; 2e-5 absolute still rejects a kernel that drops one key of 4096
+// (a change of about 1/4096 ~ 2.4e-4 in the output).
+inline constexpr Tolerance attention_fp32{2e-5, 2e-4, "fp32 attention output"};
+// The row's log-sum-exp, m + ln l: its error is l's relative error (~1e-6) plus the
+// largest score's rounding, which grows with the score (hence the relative part).
+inline constexpr Tolerance lse_fp32{1e-5, 1e-5, "fp32 log-sum-exp"};
 }  // namespace tolerance
 
 // What the course needs to know of each storage type on the host: its name, its

@@ -30,14 +30,17 @@ __device__ inline MaxSum shfl_xor(MaxSum s, int lane_mask) {
   return {__shfl_xor_sync(0xffffffffu, s.m, lane_mask), __shfl_xor_sync(0xffffffffu, s.l, lane_mask)};
 }
 
-// exp(x - m) = 2^((x - m) log2 e), on the multifunction unit: ex2.approx is within 2 ulp
+// 2^x and exp(x - m) = 2^((x - m) log2 e), on the multifunction unit: ex2.approx is within 2 ulp
 // and flushes results below 2^-126 to 0 (far below any probability the tests resolve);
 // expf or exp2f would add instructions per value for ranges softmax never needs.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 __device__ __forceinline__ float exp_shifted(float x, float m) {
   constexpr float kLog2e = 1.4426950408889634f;
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"((x - m) * kLog2e));
-  return y;
+  return exp2_approx((x - m) * kLog2e);
 }
 
 // merge as a reduction operator for course::warp_reduce / block_reduce.

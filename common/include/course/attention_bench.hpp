@@ -1,0 +1,42 @@
+// The attention chapters' benchmark harness (05 to 08): random Q, K, V on the GPU, one
+// checked run of a version against the float64 reference on sampled rows, then timed runs.
+#pragma once
+
+#include "course/attention.hpp"
+#include "course/device_buffer.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace course {
+
+// One problem on the GPU: Q, K, V random (normal with ~1% outliers, drawn on the GPU),
+// O and lse to be written. No padding mask: benchmarks time full rows.
+struct AttentionProblem {
+  AttentionShape shape;
+  bool causal;
+  float scale;
+  DeviceBuffer<float> Q, K, V, O, lse;
+  AttentionProblem(const AttentionShape& shape, bool causal, std::uint64_t seed);
+  AttentionMask mask() const { return {causal, nullptr}; }
+};
+
+// Bytes of Q, K, V, O and lse in fp32: what any attention needs besides its workspace.
+std::size_t attention_io_bytes(const AttentionShape& shape);
+
+struct AttentionRun {
+  double ms = 0;      // median
+  double tflops = 0;  // attention_flops / time
+  bool ok = false;    // sampled rows of O and lse match the reference
+};
+
+// Poisons O and lse, runs `work` once and checks 8 sampled rows (printing the report on
+// stderr if wrong), then times `work`: the median of `repeats` runs (3 if one takes over
+// a second), L2 cold before each.
+AttentionRun bench_attention(AttentionProblem& problem, const std::function<void(cudaStream_t)>& work,
+                             int repeats, const std::string& what);
+
+}  // namespace course

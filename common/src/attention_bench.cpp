@@ -1,0 +1,81 @@
+// The attention chapters' benchmark harness (course/attention_bench.hpp).
+#include "course/attention_bench.hpp"
+
+#include "course/compare.hpp"
+#include "course/cuda_check.hpp"
+#include "course/device_random.hpp"
+#include "course/timing.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+namespace course {
+
+AttentionProblem::AttentionProblem(const AttentionShape& s, bool causal_, std::uint64_t seed)
+    : shape(s),
+      causal(causal_),
+      scale(default_scale(s.head_dim)),
+      Q(s.q_elements()),
+      K(s.kv_elements()),
+      V(s.kv_elements()),
+      O(s.q_elements()),
+      lse(s.lse_elements()) {
+  fill_logits(Q.data(), Q.size(), seed);
+  fill_logits(K.data(), K.size(), seed + 1);
+  fill_logits(V.data(), V.size(), seed + 2);
+}
+
+std::size_t attention_io_bytes(const AttentionShape& s) {
+  return (2 * s.q_elements() + 2 * s.kv_elements() + s.lse_elements()) * sizeof(float);
+}
+
+namespace {
+
+// Checks rows `which` of O and lse (rows of [batch * heads * n_q]) against the reference,
+// downloading only those rows' Q and their heads' K and V.
+CompareReport check_sampled_rows(const AttentionProblem& p, const std::string& what) {
+  const AttentionShape& s = p.shape;
+  const int d = s.head_dim;
+  const std::vector<std::size_t> which = sample_rows(s.heads_total() * s.n_q, 8);
+  const std::vector<float> q = p.Q.download_rows(d, which);
+  const std::vector<float> o = p.O.download_rows(d, which);
+  const std::vector<float> lse = p.lse.download_rows(1, which);
+  std::vector<double> want_o(which.size() * d), want_lse(which.size()), got_lse(which.size());
+  for (std::size_t w = 0; w < which.size(); ++w) {
+    const std::size_t head = which[w] / s.n_q;
+    const int query = int(which[w] % s.n_q);
+    const std::size_t head_size = std::size_t(s.n_k) * d;  // K and V as [batch * heads, n_k * d]
+    const std::vector<float> K = p.K.download_rows(head_size, {head}), V = p.V.download_rows(head_size, {head});
+    const int visible = visible_keys(query, s.n_q, s.n_k, p.causal, s.n_k);
+    want_lse[w] = reference::attention_row(&q[w * d], K.data(), V.data(), visible, d, p.scale, &want_o[w * d]);
+    got_lse[w] = lse[w];
+    if (std::isinf(want_lse[w]) && std::isinf(got_lse[w]) && got_lse[w] < 0) want_lse[w] = got_lse[w] = 0;
+  }
+  const CompareReport report = compare(widen(o), want_o, tolerance::attention_fp32, {which.size(), std::size_t(d)},
+                                       what + ", O (sampled rows)");
+  if (!report.ok) return report;
+  return compare(got_lse, want_lse, tolerance::lse_fp32, {which.size(), 1}, what + ", lse (sampled rows)");
+}
+
+}  // namespace
+
+AttentionRun bench_attention(AttentionProblem& problem, const std::function<void(cudaStream_t)>& work, int repeats,
+                             const std::string& what) {
+  AttentionRun run;
+  problem.O.poison();
+  problem.lse.poison();
+  const Timing once = time_gpu(work, {0, 1, false});  // the checked run
+  const CompareReport report = check_sampled_rows(problem, what);
+  if (!report.ok) std::fprintf(stderr, "%s\n", report.message.c_str());
+  run.ok = report.ok;
+  // A run of a second or more is timed 3 times at most, after one warm-up: the median of
+  // a few long runs is as steady as that of many short ones, and the tour stays short.
+  const bool long_run = once.median_ms > 1000.0;
+  run.ms = time_gpu(work, {long_run ? 1 : 2, long_run ? std::min(repeats, 3) : repeats, true}).median_ms;
+  run.tflops = attention_flops(problem.shape, problem.causal) / (run.ms * 1e-3) / 1e12;
+  return run;
+}
+
+}  // namespace course
