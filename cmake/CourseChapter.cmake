@@ -15,7 +15,8 @@
 #   NN + cpu|gpu     the suite        NN.gpu: ... / NN.cpu: ...
 #   NN + stubs       every case of the learner's code run against the stubs, which must
 #                    FAIL (WILL_FAIL); "... (given): ..." cases check shipped code instead
-#   NN + sanitize    the suite's GPU cases under compute-sanitizer, one test per tool
+#   NN + sanitize    the suite's GPU cases under compute-sanitizer, one test per tool; cases
+#                    whose name ends in "(long)" are left out (too slow under instrumentation)
 #   NN + tour        the chapter executable
 #   NN + known-bad   (solutions track) the suite against each deliberately wrong kernel of
 #                    exercises/NN_name/known_bad.cmake, which it must catch (WILL_FAIL)
@@ -155,7 +156,7 @@ function(course_chapter dir)
     set(name ${num}.sanitize.${tool})
     if(COURSE_COMPUTE_SANITIZER)
       add_test(NAME ${name} COMMAND ${COURSE_COMPUTE_SANITIZER} --tool ${tool}
-               --error-exitcode 1 $<TARGET_FILE:${suite}> --test-case=gpu*)
+               --error-exitcode 1 $<TARGET_FILE:${suite}> --test-case=gpu* "--test-case-exclude=*(long)")
     else()
       add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} -E echo
                "[course] SKIPPED: compute-sanitizer not found")
@@ -173,8 +174,12 @@ endfunction()
 # replacements (a mutation, not a copy: it follows the solution as it changes, and
 # configuring fails if a replaced text is no longer there). The chapter's suite, run
 # against it, must fail: ctest test NN.known-bad.NAME, labels known-bad and NN, WILL_FAIL.
+# course_known_bad(NAME WHY "what the bug models" REPLACE "from" "to" ... [TOOL racecheck CASES "pattern"])
+# The solution with each "from" replaced by "to"; the suite must fail on it. A bug that
+# only sometimes changes the result (a race) is given TOOL and CASES: the cases matching
+# CASES then run under that compute-sanitizer tool, which must report it.
 function(course_known_bad name)
-  cmake_parse_arguments(PARSE_ARGV 1 bad "" "WHY" "REPLACE")
+  cmake_parse_arguments(PARSE_ARGV 1 bad "" "WHY;TOOL;CASES" "REPLACE")
   list(LENGTH bad_REPLACE n_args)
   math(EXPR n_pairs "${n_args} / 2")
   math(EXPR last "${n_pairs} - 1")
@@ -220,7 +225,15 @@ function(course_known_bad name)
   add_executable(${exe})
   target_link_libraries(${exe} PRIVATE test_ch${num}_cases ${lib} course::testing)
   # Only the cases that check the learner's code: shipped code is not mutated.
-  add_test(NAME ${num}.known-bad.${name} COMMAND ${exe} --test-case=gpu:*,cpu:*)
+  if(bad_TOOL AND COURSE_COMPUTE_SANITIZER)
+    add_test(NAME ${num}.known-bad.${name} COMMAND ${COURSE_COMPUTE_SANITIZER} --tool ${bad_TOOL}
+             --error-exitcode 1 $<TARGET_FILE:${exe}> "--test-case=${bad_CASES}")
+  elseif(bad_TOOL)
+    add_test(NAME ${num}.known-bad.${name} COMMAND ${CMAKE_COMMAND} -E echo
+             "[course] SKIPPED: compute-sanitizer not found (needed to catch ${name})")
+  else()
+    add_test(NAME ${num}.known-bad.${name} COMMAND ${exe} --test-case=gpu:*,cpu:*)
+  endif()
   set_tests_properties(${num}.known-bad.${name} PROPERTIES LABELS "known-bad;${num}" WILL_FAIL TRUE
     RESOURCE_LOCK gpu TIMEOUT 600 SKIP_REGULAR_EXPRESSION "${COURSE_SKIP_REGEX}")
   file(APPEND ${CMAKE_BINARY_DIR}/known_bad.txt "${num}.known-bad.${name}: ${bad_WHY}\n")

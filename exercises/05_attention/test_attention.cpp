@@ -55,7 +55,7 @@ const AttentionShape kShapes[] = {
     {3, 1, 40, 100, 64},    // fewer queries than keys
     {3, 1, 100, 40, 64},    // more queries than keys: causal leaves the first 60 seeing nothing
     {4, 2, 65, 130, 32},    // several heads, odd sizes, another d
-    {1, 1, 1000, 1000, 64}, // rows longer than a block, not a power of two
+    {2, 1, 300, 300, 64},   // rows longer than a 256-thread block, not a power of two
 };
 
 using Runner = course::testing::AttentionRunner;
@@ -119,9 +119,14 @@ TEST_CASE("gpu: attention: every mask, n_q = n_k, n_q < n_k, n_q > n_k, rows tha
   check_every_mask(in_house(), "attention");
 }
 
-TEST_CASE("gpu: attention: 4096 x 4096, causal (rows longer than any tile)") {
+TEST_CASE("gpu: attention: 1000 x 1000 with every mask, 4096 x 4096 causal (long)") {
   COURSE_SKIP_WITHOUT_GPU();
   COURSE_SEEDED_RNG(rng);
+  for (bool causal : {false, true})
+    for (bool padded : {false, true}) {
+      const AttentionCase c = course::testing::make_attention_case(rng, "long", {2, 1, 1000, 1000, 64}, causal, padded);
+      COURSE_CHECK_CLOSE(course::testing::check_attention(in_house(), c, "attention"));
+    }
   const AttentionCase c = course::testing::make_attention_case(rng, "long", {1, 1, 4096, 4096, 64}, true, false);
   COURSE_CHECK_CLOSE(course::testing::check_attention(in_house(), c, "attention"));
 }

@@ -10,7 +10,8 @@ course_known_bad(missing_barrier_after_load
   WHY "no barrier between loading the K and V tiles and reading them"
   REPLACE "    __syncthreads();  // the tiles (and, the first time, q) are complete\n" "")
 course_known_bad(missing_barrier_before_next_tile
-  WHY "no barrier at the end of a tile: fast warps overwrite K, V and P while slow ones still read them"
+  WHY "no barrier at the end of a tile: fast warps overwrite K, V and P while slow ones still read them (a race: racecheck reports it; the results are seldom wrong)"
+  TOOL racecheck CASES "gpu: flash_attention: sequence lengths*"
   REPLACE "    __syncthreads();  // everyone is done with k, v and p before the next tile overwrites them\n" "")
 course_known_bad(no_bounds_guard
   WHY "the tile loads have no bounds check: the last, partial tile reads past the last key"
