@@ -22,9 +22,14 @@ AttentionProblem::AttentionProblem(const AttentionShape& s, bool causal_, std::u
       V(s.kv_elements()),
       O(s.q_elements()),
       lse(s.lse_elements()) {
-  fill_logits(Q.data(), Q.size(), seed);
-  fill_logits(K.data(), K.size(), seed + 1);
-  fill_logits(V.data(), V.size(), seed + 2);
+  // stddev 0.5: the x20 outliers then make scores up to ~10 and values up to ~10. Larger
+  // (stddev 1: scores to ~35, values to ~20) makes the fp32 rounding of a large score,
+  // times a near-tie between two keys, times a large value difference, exceed the output
+  // tolerance for a correct kernel: the check would measure the data's condition, not the
+  // kernel.
+  fill_logits(Q.data(), Q.size(), seed, 0.5f);
+  fill_logits(K.data(), K.size(), seed + 1, 0.5f);
+  fill_logits(V.data(), V.size(), seed + 2, 0.5f);
 }
 
 std::size_t attention_io_bytes(const AttentionShape& s) {

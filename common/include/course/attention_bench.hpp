@@ -13,7 +13,7 @@
 
 namespace course {
 
-// One problem on the GPU: Q, K, V random (normal with ~1% outliers, drawn on the GPU),
+// One problem on the GPU: Q, K, V random (normal, stddev 0.5, with ~1% outliers x20, drawn on the GPU),
 // O and lse to be written. No padding mask: benchmarks time full rows.
 struct AttentionProblem {
   AttentionShape shape;
