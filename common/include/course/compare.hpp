@@ -42,6 +42,10 @@ inline constexpr Tolerance prob_bf16{1e-30, 1e-2, "bf16 probabilities"};
 // few 2^-24 roundings; 2e-5 absolute still rejects a kernel that drops one key of 4096
 // (a change of about 1/4096 ~ 2.4e-4 in the output).
 inline constexpr Tolerance attention_fp32{2e-5, 2e-4, "fp32 attention output"};
+// The same stored in fp16 or bf16 (chapter 08): the fp32 bound plus the output's rounding,
+// 2^-11 (fp16) or 2^-8 (bf16) relative.
+inline constexpr Tolerance attention_fp16{3e-5, 2e-3, "fp16 attention output"};
+inline constexpr Tolerance attention_bf16{3e-5, 1e-2, "bf16 attention output"};
 // The row's log-sum-exp, m + ln l: its error is l's relative error (~1e-6) plus the
 // largest score's rounding, which grows with the score (hence the relative part).
 inline constexpr Tolerance lse_fp32{1e-5, 1e-5, "fp32 log-sum-exp"};
