@@ -44,8 +44,8 @@ bool supports(const CacheShape& shape);
 // chunks, scored by different blocks; each leaves its chunk's (max, sum, unnormalized
 // output) in the workspace, and a second kernel merges them (chapter 03's merge).
 //
-// How many splits this GPU wants for this shape (given): enough blocks for two per SM,
-// no chunk shorter than 256 positions, at most kMaxSplits.
+// How many splits this GPU wants for this shape (given): about one block per SM (one
+// wave), no chunk shorter than 256 positions, at most kMaxSplits.
 constexpr int kMaxSplits = 128;
 int choose_splits(const CacheShape& shape, int sm_count);
 // Bytes of workspace decode_attention needs for `splits` chunks.

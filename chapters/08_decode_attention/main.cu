@@ -103,7 +103,7 @@ void explain_splits(int sm_count) {
   std::printf("Decoding: one query per head against the whole cache. Without splitting, a block per\n"
               "(sequence, kv head) gives batch * 8 blocks for 8 kv heads: 8 at batch 1, on %d SMs.\n"
               "Split-KV cuts each cache into chunks that different blocks score, then merges their\n"
-              "(max, sum, output) states. Splits chosen here (two blocks per SM, chunks of at least 256):\n",
+              "(max, sum, output) states. Splits chosen here (a block per SM, chunks of at least 256):\n",
               sm_count);
   for (int batch : {1, 8, 64}) {
     std::printf("  batch %2d:", batch);

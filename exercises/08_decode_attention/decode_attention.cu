@@ -1,4 +1,4 @@
-// Chapter 08 — decode attention over a KV cache (solutions).
+// Chapter 08 — decode attention over a KV cache: your kernels.
 //
 //   O[b][h] = sum over j < lengths[b] of p_j V[b][h / group][j],
 //   p_j = softmax_j(scale * q[b][h] . K[b][h / group][j]),   lse = ln of the softmax's sum.
@@ -16,6 +16,10 @@
 // Per tile, lane j scores position j for every query head of the group (the K row read
 // from shared memory, the queries broadcast), then the lanes split head_dim to add p V.
 // Scores are in log2 units (q pre-multiplied by scale * log2 e): every exp is one ex2.
+//
+// Fill in the TODOs, in order; everything else is complete. Check your work with
+//   cmake --build --preset exercises && ctest --preset exercises -L 08
+// Hints, mild to strong: exercises/08_decode_attention/HINTS.md.
 #include "decode_attention.hpp"
 
 #include "course/async_copy.cuh"
@@ -53,26 +57,33 @@ constexpr int kPerChunk = 16 / int(sizeof(Elem));
 // The 16 E4M3 bytes of a chunk as floats: the hardware converts pairs of bytes to pairs of
 // halves (one cvt on sm_89+), which widen exactly to float.
 __device__ __forceinline__ void unpack_chunk(const uint4& raw, float (&out)[16]) {
-  const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
-  for (int w = 0; w < 4; ++w)
-    for (int half = 0; half < 2; ++half) {
-      const auto pair = static_cast<__nv_fp8x2_storage_t>(words[w] >> (16 * half));
-      const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
-      out[4 * w + 2 * half] = f.x;
-      out[4 * w + 2 * half + 1] = f.y;
-    }
+  // TODO(08.4): out[i] = the value of byte i of raw (raw.x holds bytes 0..3, lowest first).
+  // Take the bytes two at a time: __nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3) turns a
+  // 16-bit pair into two halves (its low byte first), __half22float2 widens them.
+  for (int i = 0; i < 16; ++i) out[i] = 0.0f;
 }
 template <class T>
 __device__ __forceinline__ void unpack_chunk(const uint4& raw, float (&out)[8]) {
   course::unpack<T>(raw, out);
 }
 
-// One element as float (the P V loop reads a few per lane).
-__device__ __forceinline__ float element(std::uint8_t byte) {
-  return __half2float(__half(__nv_cvt_fp8_to_halfraw(byte, __NV_E4M3)));
+// A pair of stored elements (one 16-bit word of E4M3 bytes, or 32 bits of two 16-bit
+// values) as two floats: the P V loop reads kDimsPerLane elements per lane, in pairs.
+template <class Elem>
+__device__ __forceinline__ float2 unpack_pair(const unsigned char* p);
+template <>
+__device__ __forceinline__ float2 unpack_pair<std::uint8_t>(const unsigned char* p) {
+  // TODO(08.4): the two E4M3 bytes at p as floats, as in unpack_chunk.
+  return make_float2(0.0f, 0.0f);
 }
-__device__ __forceinline__ float element(__half v) { return __half2float(v); }
-__device__ __forceinline__ float element(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <>
+__device__ __forceinline__ float2 unpack_pair<__half>(const unsigned char* p) {
+  return __half22float2(*reinterpret_cast<const __half2*>(p));
+}
+template <>
+__device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(const unsigned char* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
 
 // ---- The split kernel ------------------------------------------------------------------
 
@@ -201,41 +212,24 @@ __global__ void __launch_bounds__(kThreads)
     // 1. Lane j scores position first + j against every query of the group.
     const int position = begin + tile * kTileKeys + lane;
     float s[G] = {};
-    for (int c = 0; c < Config::kChunks; ++c) {
-      float x[kPerChunk<Elem>];
-      if constexpr (std::is_same_v<Elem, std::uint8_t>)
-        unpack_chunk(*reinterpret_cast<const uint4*>(&mine.k[stage][lane][16 * c]), x);
-      else
-        unpack_chunk<Elem>(*reinterpret_cast<const uint4*>(&mine.k[stage][lane][16 * c]), x);
-      for (int g = 0; g < G; ++g)
-        for (int e = 0; e < kPerChunk<Elem>; ++e) s[g] += x[e] * block.q[g][c * kPerChunk<Elem> + e];
-    }
-
-    // 2. Fold the tile into each query's (m, l), rescale acc; p goes to shared memory.
-    const bool valid = position < end;
-    for (int g = 0; g < G; ++g) {
-      s[g] = valid ? s[g] * k_scale : -INFINITY;
-      const float m_new = fmaxf(m[g], course::warp_reduce(s[g], course::Max{}));
-      // The tile is not empty (tile < tiles_in_chunk), so m_new is finite: no -inf - -inf.
-      const float rescale = course::exp2_approx(m[g] - m_new);
-      const float p = course::exp2_approx(s[g] - m_new);
-      m[g] = m_new;
-      l[g] = l[g] * rescale + p;
-      for (int e = 0; e < kPerLane; ++e) acc[g][e] *= rescale;
-      block.p[warp][lane][g] = valid ? p * v_scale : 0.0f;  // (v_scale may be NaN past the end)
-    }
+    // TODO(08.1): scores and the online softmax, for each query g < G:
+    //   - s[g] = sum over the kChunks 16-byte chunks c of this lane's K row
+    //     (mine.k[stage][lane][16c], unpacked with unpack_chunk to kPerChunk<Elem> floats)
+    //     times block.q[g][c * kPerChunk<Elem> + e];
+    //   - a position at or past `end` gets s = -inf; the others are multiplied by k_scale;
+    //   - m_new = max(m[g], the warp's max of s[g]) (course::warp_reduce with course::Max);
+    //     the factor 2^(m[g] - m_new) rescales l[g] and acc[g][*]; p = 2^(s[g] - m_new)
+    //     (course::exp2_approx) is added to this lane's l[g]; m[g] = m_new;
+    //   - block.p[warp][lane][g] = p * v_scale, or 0 past `end` (v_scale may be NaN there).
+    (void)position;
+    (void)s;
     __syncwarp();  // the warp's p are in place
 
     // 3. acc += p V: lane e owns columns [e * kPerLane, (e + 1) * kPerLane) of every row.
-    for (int j = 0; j < kTileKeys; ++j) {
-      const auto* row = reinterpret_cast<const Elem*>(&mine.v[stage][j][0]) + lane * kPerLane;
-      float v[kPerLane];
-      for (int e = 0; e < kPerLane; ++e) v[e] = element(row[e]);
-      for (int g = 0; g < G; ++g) {
-        const float p = block.p[warp][j][g];
-        for (int e = 0; e < kPerLane; ++e) acc[g][e] += p * v[e];
-      }
-    }
+    // TODO(08.2): for each position j < kTileKeys of the tile: read this lane's kPerLane
+    // values of V row j (mine.v[stage][j], from byte lane * kPerLane * sizeof(Elem) on,
+    // two at a time with unpack_pair<Elem>) and add block.p[warp][j][g] * v[e] into
+    // acc[g][e] for every query g.
     __syncwarp();  // done with this stage and with p before they are overwritten
   }
   course::wait_copies<0>();
@@ -279,25 +273,18 @@ __global__ void combine_kernel(const course::MaxSum* __restrict__ part_state, co
   const int pair = blockIdx.x * kCombineWarps + warp;
   if (pair >= pairs) return;  // whole warps only: the shuffles below stay full
   const course::MaxSum* state = part_state + std::size_t(pair) * splits;
-  float m = -INFINITY;
-  for (int s = lane; s < splits; s += 32) m = fmaxf(m, state[s].m);
-  m = course::warp_reduce(m, course::Max{});
-  float l = 0.0f;
-  for (int s = lane; s < splits; s += 32) {
-    const float factor = m == -INFINITY ? 0.0f : course::exp2_approx(state[s].m - m);
-    factors[warp][s] = factor;
-    l += state[s].l * factor;
-  }
-  l = course::warp_reduce(l, course::Sum{});
-  __syncwarp();  // the factors are in place
-  const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
   const float* acc = part_acc + std::size_t(pair) * splits * D;
-  for (int column = lane; column < D; column += 32) {
-    float sum = 0.0f;
-    for (int s = 0; s < splits; ++s) sum += acc[std::size_t(s) * D + column] * factors[warp][s];
-    O[std::size_t(pair) * D + column] = course::from_float<T>(sum * inv_l);
-  }
-  if (lane == 0) lse[pair] = l > 0.0f ? (m + log2f(l)) * kLn2 : -INFINITY;
+  // TODO(08.3): merge the splits' states (chapter 03), in log2 units:
+  //   - m = the largest state[s].m over the splits (course::warp_reduce with course::Max);
+  //   - factors[warp][s] = 2^(state[s].m - m), 0 when m = -inf (every split empty: the
+  //     sequence has length 0); l = sum of state[s].l * factors[warp][s] over the warp;
+  //   - __syncwarp, then for columns lane, lane + 32, ... < D:
+  //     O[pair * D + column] = (sum over s of acc[s * D + column] * factors[warp][s]) / l,
+  //     0 when l = 0 (course::from_float<T>);
+  //   - lane 0: lse[pair] = (m + log2 l) * ln 2 (kLn2), or -inf when l = 0.
+  (void)state;
+  (void)acc;
+  (void)factors;
 }
 
 // ---- Host side -------------------------------------------------------------------------
@@ -412,7 +399,9 @@ bool supports(const CacheShape& s) {
 }
 
 int choose_splits(const CacheShape& s, int sm_count) {
-  const int wanted = ceil_div(2LL * sm_count, std::max(1LL, (long long)s.batch * s.kv_heads));
+  // One wave of one block per SM: a second, partial wave would leave SMs idle at its end.
+  const long long per_split = (long long)s.batch * s.kv_heads;  // blocks of one split
+  const int wanted = int(std::max(1LL, sm_count / per_split));
   const int longest = std::max(1, s.max_len / 256);  // no chunk shorter than 256 positions
   return std::clamp(std::min(wanted, longest), 1, kMaxSplits);
 }

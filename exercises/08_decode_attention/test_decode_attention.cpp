@@ -259,7 +259,7 @@ TEST_CASE("cpu (given): decode_attention rejects what it does not support") {
   CHECK_THROWS_AS(run({0, 8, 8, 100, 64}, 1), std::invalid_argument);   // batch 0
   CHECK(ch08::supports({1, 32, 8, 100, 128}));
   CHECK_FALSE(ch08::supports({1, 32, 2, 100, 128}));  // group 16
-  CHECK(ch08::choose_splits({1, 32, 8, 131072, 128}, 132) == 33);  // 2 blocks per SM: 264 / 8 kv heads
+  CHECK(ch08::choose_splits({1, 32, 8, 131072, 128}, 132) == 16);  // a block per SM: 132 / 8 kv heads
   CHECK(ch08::choose_splits({64, 32, 8, 4096, 128}, 132) == 1);    // 512 blocks already
   CHECK(ch08::choose_splits({1, 32, 8, 300, 128}, 132) == 1);      // no chunk under 256 positions
 }

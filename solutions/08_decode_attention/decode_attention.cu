@@ -67,12 +67,23 @@ __device__ __forceinline__ void unpack_chunk(const uint4& raw, float (&out)[8]) 
   course::unpack<T>(raw, out);
 }
 
-// One element as float (the P V loop reads a few per lane).
-__device__ __forceinline__ float element(std::uint8_t byte) {
-  return __half2float(__half(__nv_cvt_fp8_to_halfraw(byte, __NV_E4M3)));
+// A pair of stored elements (one 16-bit word of E4M3 bytes, or 32 bits of two 16-bit
+// values) as two floats: the P V loop reads kDimsPerLane elements per lane, in pairs.
+template <class Elem>
+__device__ __forceinline__ float2 unpack_pair(const unsigned char* p);
+template <>
+__device__ __forceinline__ float2 unpack_pair<std::uint8_t>(const unsigned char* p) {
+  const auto pair = *reinterpret_cast<const __nv_fp8x2_storage_t*>(p);
+  return __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
 }
-__device__ __forceinline__ float element(__half v) { return __half2float(v); }
-__device__ __forceinline__ float element(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <>
+__device__ __forceinline__ float2 unpack_pair<__half>(const unsigned char* p) {
+  return __half22float2(*reinterpret_cast<const __half2*>(p));
+}
+template <>
+__device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(const unsigned char* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
 
 // ---- The split kernel ------------------------------------------------------------------
 
@@ -228,9 +239,13 @@ __global__ void __launch_bounds__(kThreads)
 
     // 3. acc += p V: lane e owns columns [e * kPerLane, (e + 1) * kPerLane) of every row.
     for (int j = 0; j < kTileKeys; ++j) {
-      const auto* row = reinterpret_cast<const Elem*>(&mine.v[stage][j][0]) + lane * kPerLane;
+      const unsigned char* row = &mine.v[stage][j][lane * kPerLane * sizeof(Elem)];
       float v[kPerLane];
-      for (int e = 0; e < kPerLane; ++e) v[e] = element(row[e]);
+      for (int e = 0; e < kPerLane; e += 2) {
+        const float2 pair = unpack_pair<Elem>(row + e * sizeof(Elem));
+        v[e] = pair.x;
+        v[e + 1] = pair.y;
+      }
       for (int g = 0; g < G; ++g) {
         const float p = block.p[warp][j][g];
         for (int e = 0; e < kPerLane; ++e) acc[g][e] += p * v[e];
@@ -412,7 +427,9 @@ bool supports(const CacheShape& s) {
 }
 
 int choose_splits(const CacheShape& s, int sm_count) {
-  const int wanted = ceil_div(2LL * sm_count, std::max(1LL, (long long)s.batch * s.kv_heads));
+  // One wave of one block per SM: a second, partial wave would leave SMs idle at its end.
+  const long long per_split = (long long)s.batch * s.kv_heads;  // blocks of one split
+  const int wanted = int(std::max(1LL, sm_count / per_split));
   const int longest = std::max(1, s.max_len / 256);  // no chunk shorter than 256 positions
   return std::clamp(std::min(wanted, longest), 1, kMaxSplits);
 }
