@@ -178,7 +178,7 @@ std::vector<DecodeCase> length_cases(course::Rng& rng) {
 
 }  // namespace
 
-TEST_CASE("gpu: decode_attention: lengths 0, 1, tile +- 1, chunk +- 1, full; head_dim 64, 128; GQA groups 1, 4, 8") {
+TEST_CASE("gpu: decode_attention: lengths 0, 1, tile +- 1, chunk +- 1 and full, head_dim 64 and 128, GQA groups 1, 4 and 8") {
   COURSE_SKIP_WITHOUT_GPU();
   COURSE_SEEDED_RNG(rng);
   for (const DecodeCase& c : length_cases(rng)) check_both(c, {4});
