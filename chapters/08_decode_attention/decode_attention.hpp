@@ -44,10 +44,14 @@ bool supports(const CacheShape& shape);
 // chunks, scored by different blocks; each leaves its chunk's (max, sum, unnormalized
 // output) in the workspace, and a second kernel merges them (chapter 03's merge).
 //
-// How many splits this GPU wants for this shape (given): about one block per SM (one
-// wave), no chunk shorter than 256 positions, at most kMaxSplits.
+// How many splits this GPU wants for this shape (given): one wave, as many blocks as fit on
+// every SM at once (blocks_per_sm, from resident_blocks), no chunk shorter than 256
+// positions, at most kMaxSplits.
 constexpr int kMaxSplits = 128;
-int choose_splits(const CacheShape& shape, int sm_count);
+int choose_splits(const CacheShape& shape, int sm_count, int blocks_per_sm = 1);
+// How many split blocks fit on one SM of the current GPU at once (given): shared memory
+// decides it, so a cache of 1-byte FP8 values (fp8 = true) fits more blocks than fp16.
+int resident_blocks(const CacheShape& shape, bool fp8);
 // Bytes of workspace decode_attention needs for `splits` chunks.
 std::size_t workspace_bytes(const CacheShape& shape, int splits);
 

@@ -103,13 +103,16 @@ void explain_splits(int sm_count) {
   std::printf("Decoding: one query per head against the whole cache. Without splitting, a block per\n"
               "(sequence, kv head) gives batch * 8 blocks for 8 kv heads: 8 at batch 1, on %d SMs.\n"
               "Split-KV cuts each cache into chunks that different blocks score, then merges their\n"
-              "(max, sum, output) states. Splits chosen here (a block per SM, chunks of at least 256):\n",
-              sm_count);
+              "(max, sum, output) states. Splits chosen here (one wave of as many blocks as fit on each\n"
+              "SM: %d for fp16, %d for FP8, whose tiles take half the shared memory; chunks of at\n"
+              "least 256), fp16 / FP8:\n",
+              sm_count, ch08::resident_blocks({1, 32, 8, 1, 128}, false), ch08::resident_blocks({1, 32, 8, 1, 128}, true));
   for (int batch : {1, 8, 64}) {
     std::printf("  batch %2d:", batch);
     for (int L : {1024, 4096, 32768, 131072}) {
       const ch08::CacheShape s{batch, 32, 8, L, 128};
-      std::printf("  %6d positions -> %3d splits", L, ch08::choose_splits(s, sm_count));
+      std::printf("  %6d positions -> %2d / %2d", L, ch08::choose_splits(s, sm_count, ch08::resident_blocks(s, false)),
+                  ch08::choose_splits(s, sm_count, ch08::resident_blocks(s, true)));
     }
     std::printf("\n");
   }
@@ -149,7 +152,7 @@ int main(int argc, char** argv) {
     const double copy_gbps = course::measure_copy_gbps();
     std::printf("device-to-device copy: %.0f GB/s (read + write), the ceiling\n\n", copy_gbps);
 
-    course::Table table({"batch", "positions", "fp16 cache", "splits", "fp16", "fp16 BW", "of copy", "FP8", "FP8 BW",
+    course::Table table({"batch", "positions", "fp16 cache", "splits fp16 / FP8", "fp16", "fp16 BW", "of copy", "FP8", "FP8 BW",
                          "of copy", "FP8 speedup", "ch06, n_q = 1", "check"});
     bool all_ok = true;
     double worst_big = 1e9, worst_batch1 = 1e9, worst_fp8_speedup = 1e9;
@@ -169,15 +172,18 @@ int main(int argc, char** argv) {
         std::printf("  batch %lld, %lld positions\n", batch, L);
         std::fflush(stdout);
         Cache c(s);
-        const int splits = splits_flag ? int(splits_flag) : ch08::choose_splits(s, gpu.prop.multiProcessorCount);
-        course::DeviceBuffer<unsigned char> workspace(ch08::workspace_bytes(s, splits));
+        // Splits for each cache type: FP8's smaller tiles fit more blocks on an SM.
+        const int sm_count = gpu.prop.multiProcessorCount;
+        const int splits16 = splits_flag ? int(splits_flag) : ch08::choose_splits(s, sm_count, ch08::resident_blocks(s, false));
+        const int splits8 = splits_flag ? int(splits_flag) : ch08::choose_splits(s, sm_count, ch08::resident_blocks(s, true));
+        course::DeviceBuffer<unsigned char> workspace(ch08::workspace_bytes(s, std::max(splits16, splits8)));
         const float scale = course::default_scale(s.head_dim);
         auto run_fp16 = [&](cudaStream_t st) {
           ch08::decode_attention(c.q.data(), c.K.data(), c.V.data(), c.lengths.data(), c.O.data(), c.lse.data(), s,
-                                 scale, splits, workspace.data(), st);
+                                 scale, splits16, workspace.data(), st);
         };
         auto run_fp8 = [&](cudaStream_t st) {
-          ch08::decode_attention(c.q.data(), c.fp8(), c.lengths.data(), c.O.data(), c.lse.data(), s, scale, splits,
+          ch08::decode_attention(c.q.data(), c.fp8(), c.lengths.data(), c.O.data(), c.lse.data(), s, scale, splits8,
                                  workspace.data(), st);
         };
         c.O.poison();
@@ -213,7 +219,7 @@ int main(int argc, char** argv) {
         if (batch == 1 && L >= 32768) worst_batch1 = std::min(worst_batch1, pct16);
         if (L >= 32768) worst_fp8_speedup = std::min(worst_fp8_speedup, fp16_ms / fp8_ms);
         table.add_row({std::to_string(batch), std::to_string(L), course::fmt(fp16_bytes / (1 << 20), 0) + " MiB",
-                       std::to_string(splits), course::fmt_us(fp16_ms), course::fmt(fp16_gbps, 0) + " GB/s",
+                       std::to_string(splits16) + " / " + std::to_string(splits8), course::fmt_us(fp16_ms), course::fmt(fp16_gbps, 0) + " GB/s",
                        course::fmt(pct16, 0) + "%", course::fmt_us(fp8_ms), course::fmt(fp8_gbps, 0) + " GB/s",
                        course::fmt_pct(fp8_gbps, copy_gbps), course::fmt(fp16_ms / fp8_ms, 2) + "x", ch06,
                        ok ? "ok" : "WRONG"});

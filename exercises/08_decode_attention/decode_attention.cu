@@ -360,6 +360,26 @@ void run(const T* q, const Elem* K, const Elem* V, const float* K_scale, const f
   COURSE_CHECK_LAUNCH();
 }
 
+// Split blocks that fit on one SM at once, for cache element Elem, head_dim D, group G.
+template <class Elem, int D, int G>
+int resident_for_group() {
+  constexpr std::size_t kShared = SplitConfig<Elem, D, G>::kShared;
+  const auto kernel = split_kernel<Elem, __half, D, G>;
+  COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShared)));
+  int blocks = 0;
+  COURSE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, kShared));
+  return blocks;
+}
+template <class Elem, int D>
+int resident(int group) {
+  switch (group) {
+    case 1: return resident_for_group<Elem, D, 1>();
+    case 2: return resident_for_group<Elem, D, 2>();
+    case 4: return resident_for_group<Elem, D, 4>();
+    default: return resident_for_group<Elem, D, 8>();
+  }
+}
+
 // ---- Quantizing (given) ----------------------------------------------------------------
 
 constexpr float kE4m3Max = 448.0f;
@@ -398,12 +418,20 @@ bool supports(const CacheShape& s) {
   return (s.head_dim == 64 || s.head_dim == 128) && (g == 1 || g == 2 || g == 4 || g == 8);
 }
 
-int choose_splits(const CacheShape& s, int sm_count) {
-  // One wave of one block per SM: a second, partial wave would leave SMs idle at its end.
+int choose_splits(const CacheShape& s, int sm_count, int blocks_per_sm) {
+  // One wave: a second, partial wave would leave SMs idle at its end. Every block that fits
+  // counts: more warps on an SM hide more of each warp's time spent scoring its tile.
   const long long per_split = (long long)s.batch * s.kv_heads;  // blocks of one split
-  const int wanted = int(std::max(1LL, sm_count / per_split));
+  const long long slots = (long long)sm_count * std::max(1, blocks_per_sm);
+  const int wanted = int(std::max(1LL, slots / per_split));
   const int longest = std::max(1, s.max_len / 256);  // no chunk shorter than 256 positions
   return std::clamp(std::min(wanted, longest), 1, kMaxSplits);
+}
+
+int resident_blocks(const CacheShape& s, bool fp8) {
+  if (!supports(s)) return 0;
+  if (fp8) return s.head_dim == 64 ? resident<std::uint8_t, 64>(s.group()) : resident<std::uint8_t, 128>(s.group());
+  return s.head_dim == 64 ? resident<__half, 64>(s.group()) : resident<__half, 128>(s.group());
 }
 
 std::size_t workspace_bytes(const CacheShape& s, int splits) {

@@ -206,6 +206,19 @@ TEST_CASE("gpu: decode_attention: an FP8 cache, against the reference on the deq
   check_both(c, {1, 7, 128}, true);
 }
 
+TEST_CASE("gpu (given): resident_blocks: a split block fits on an SM, and FP8's smaller tiles fit as many or more") {
+  COURSE_SKIP_WITHOUT_GPU();
+  for (int d : {64, 128})
+    for (int kv_heads : {32, 8, 4}) {
+      const CacheShape s{1, 32, kv_heads, 1, d};
+      CAPTURE(d);
+      CAPTURE(kv_heads);
+      CHECK(ch08::resident_blocks(s, false) >= 1);
+      CHECK(ch08::resident_blocks(s, true) >= ch08::resident_blocks(s, false));
+    }
+  CHECK(ch08::resident_blocks({1, 32, 3, 1, 128}, false) == 0);  // unsupported: group 32 / 3
+}
+
 TEST_CASE("gpu (given): quantize_fp8: each value within E4M3's rounding of its row's scale") {
   COURSE_SKIP_WITHOUT_GPU();
   COURSE_SEEDED_RNG(rng);
@@ -262,4 +275,6 @@ TEST_CASE("cpu (given): decode_attention rejects what it does not support") {
   CHECK(ch08::choose_splits({1, 32, 8, 131072, 128}, 132) == 16);  // a block per SM: 132 / 8 kv heads
   CHECK(ch08::choose_splits({64, 32, 8, 4096, 128}, 132) == 1);    // 512 blocks already
   CHECK(ch08::choose_splits({1, 32, 8, 300, 128}, 132) == 1);      // no chunk under 256 positions
+  CHECK(ch08::choose_splits({1, 32, 8, 131072, 128}, 132, 3) == 49);  // 3 blocks per SM: 396 / 8
+  CHECK(ch08::choose_splits({8, 32, 8, 131072, 128}, 132, 3) == 6);   // 396 / 64
 }
