@@ -11,8 +11,10 @@
 //   quantize_kernel  (given) one warp per row: E4M3 bytes and a scale per row
 //
 // Inside a split block, 4 warps take turns over the chunk's tiles of 32 positions (warp w:
-// tiles w, w + 4, ...), each with its own two shared-memory stages: cp.async fetches the
-// warp's next tile while it computes on this one, so the loads never wait on a barrier.
+// tiles w, w + 4, ...), each with its own shared memory, so the loads never wait on a
+// barrier: cp.async fetches the warp's next keys while it scores this tile, and its next
+// values while it scores the next tile. One buffer of values instead of two lets two
+// blocks share an SM at head_dim 128 in fp16: twice the warps to hide each one's latency.
 // Per tile, lane j scores position j for every query head of the group (the K row read
 // from shared memory, the queries broadcast), then the lanes split head_dim to add p V.
 // Scores are in log2 units (q pre-multiplied by scale * log2 e): every exp is one ex2.
@@ -39,7 +41,7 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kTileKeys = 32;  // positions per warp per step: lane j scores position j
-constexpr int kStages = 2;     // a warp's tiles in flight: the one it computes, the next
+constexpr int kStages = 2;     // a warp's key tiles: the one it scores, the next
 constexpr int kPad = 16;       // bytes after each K row in shared memory, see WarpTiles
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -87,14 +89,14 @@ __device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(const unsigned char
 
 // ---- The split kernel ------------------------------------------------------------------
 
-// A warp's shared memory: kStages tiles of K and V rows, raw bytes as stored. K rows are
-// padded by 16 bytes: lane j reads row j, and a row stride of 16 (mod 128) bytes puts the
-// 8 lanes of a quarter-warp on 8 different 16-byte bank groups. V rows are read across the
-// lanes (lane e takes columns of every row): contiguous, no padding needed.
+// A warp's shared memory: kStages tiles of K rows and one of V rows, raw bytes as stored.
+// K rows are padded by 16 bytes: lane j reads row j, and a row stride of 16 (mod 128) bytes
+// puts the 8 lanes of a quarter-warp on 8 different 16-byte bank groups. V rows are read
+// across the lanes (lane e takes columns of every row): contiguous, no padding needed.
 template <int kRowBytes>
 struct WarpTiles {
   alignas(16) unsigned char k[kStages][kTileKeys][kRowBytes + kPad];
-  alignas(16) unsigned char v[kStages][kTileKeys][kRowBytes];
+  alignas(16) unsigned char v[kTileKeys][kRowBytes];
 };
 
 // The block's shared memory besides the warps' tiles.
@@ -124,20 +126,18 @@ struct SplitConfig {
   static constexpr std::size_t kShared = kBlockOffset + sizeof(BlockShared<D, G>);
 };
 
-// Starts the copies of tile `tile` of the chunk [begin, end) into `stage`: 32 rows of K and
-// V, 16 bytes per copy, consecutive lanes on consecutive chunks of a row (coalesced). Rows
-// at or past `end` are zero-filled and never read from global memory.
-template <int kRowBytes>
-__device__ void fetch_tile(WarpTiles<kRowBytes>& t, int stage, const unsigned char* K, const unsigned char* V,
-                           int first, int end, int lane) {
+// Starts the copies of the 32 cache rows from position `first` (K or V, as stored) into
+// `rows`, 16 bytes per copy, consecutive lanes on consecutive chunks of a row (coalesced).
+// Rows at or past `end` are zero-filled and never read from global memory.
+template <int kRowBytes, int kStride>
+__device__ void fetch_rows(unsigned char (*rows)[kStride], const unsigned char* cache, int first, int end, int lane) {
   constexpr int kChunks = kRowBytes / 16;
   for (int i = lane; i < kTileKeys * kChunks; i += 32) {
     const int row = i / kChunks, chunk = i % kChunks;
     const int position = first + row;
     const bool valid = position < end;
     const std::size_t offset = valid ? std::size_t(position) * kRowBytes + 16 * chunk : 0;
-    course::copy16_async(&t.k[stage][row][16 * chunk], K + offset, valid);
-    course::copy16_async(&t.v[stage][row][16 * chunk], V + offset, valid);
+    course::copy16_async(&rows[row][16 * chunk], cache + offset, valid);
   }
 }
 
@@ -188,25 +188,30 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   const int tiles_in_chunk = end > begin ? (end - begin + kTileKeys - 1) / kTileKeys : 0;
-  // FP8: each lane fetches the scales of its position one tile ahead, with the copies.
+  // FP8: each lane fetches the scales of its position one tile ahead, with the keys.
   float k_scale = 1.0f, v_scale = 1.0f, next_k_scale = 1.0f, next_v_scale = 1.0f;
-  auto fetch = [&](int tile, int stage) {
+  auto fetch_keys = [&](int tile, int stage) {
     const int first = begin + tile * kTileKeys;
-    fetch_tile<kRowBytes>(mine, stage, K_bytes, V_bytes, first, end, lane);
+    fetch_rows<kRowBytes>(mine.k[stage], K_bytes, first, end, lane);
     if (K_scale != nullptr && first + lane < end) {
       next_k_scale = K_scale[cache_row0 + first + lane];
       next_v_scale = V_scale[cache_row0 + first + lane];
     }
   };
+  auto fetch_values = [&](int tile) { fetch_rows<kRowBytes>(mine.v, V_bytes, begin + tile * kTileKeys, end, lane); };
+  // Copy groups complete in order. Entering tile t, the pending ones are t's keys, then
+  // t's values; the loop adds the next tile's keys. (Empty groups keep the count uniform.)
   int stage = 0;
-  if (warp < tiles_in_chunk) fetch(warp, stage);
+  if (warp < tiles_in_chunk) fetch_keys(warp, stage);
+  course::commit_copies();
+  if (warp < tiles_in_chunk) fetch_values(warp);
   course::commit_copies();
   for (int tile = warp; tile < tiles_in_chunk; tile += kWarps, stage ^= 1) {
     k_scale = next_k_scale;
     v_scale = next_v_scale;
-    if (tile + kWarps < tiles_in_chunk) fetch(tile + kWarps, stage ^ 1);
-    course::commit_copies();     // (an empty group on the last tile keeps the count uniform)
-    course::wait_copies<1>();    // all but the newest group: this tile has landed
+    if (tile + kWarps < tiles_in_chunk) fetch_keys(tile + kWarps, stage ^ 1);
+    course::commit_copies();
+    course::wait_copies<2>();    // all but the 2 newest groups: this tile's keys have landed
     __syncwarp();                // ... for every lane's copies, not only this lane's
 
     // 1. Lane j scores position first + j against every query of the group.
@@ -235,11 +240,12 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < kPerLane; ++e) acc[g][e] *= rescale;
       block.p[warp][lane][g] = valid ? p * v_scale : 0.0f;  // (v_scale may be NaN past the end)
     }
-    __syncwarp();  // the warp's p are in place
+    course::wait_copies<1>();  // this tile's values have landed too
+    __syncwarp();              // ... every lane's, and the warp's p are in place
 
     // 3. acc += p V: lane e owns columns [e * kPerLane, (e + 1) * kPerLane) of every row.
     for (int j = 0; j < kTileKeys; ++j) {
-      const unsigned char* row = &mine.v[stage][j][lane * kPerLane * sizeof(Elem)];
+      const unsigned char* row = &mine.v[j][lane * kPerLane * sizeof(Elem)];
       float v[kPerLane];
       for (int e = 0; e < kPerLane; e += 2) {
         const float2 pair = unpack_pair<Elem>(row + e * sizeof(Elem));
@@ -251,7 +257,9 @@ __global__ void __launch_bounds__(kThreads)
         for (int e = 0; e < kPerLane; ++e) acc[g][e] += p * v[e];
       }
     }
-    __syncwarp();  // done with this stage and with p before they are overwritten
+    __syncwarp();  // done with the values and p before they are overwritten
+    if (tile + kWarps < tiles_in_chunk) fetch_values(tile + kWarps);
+    course::commit_copies();
   }
   course::wait_copies<0>();
   __syncthreads();  // every warp is done with its tiles: their memory now holds the states
