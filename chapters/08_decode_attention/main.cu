@@ -99,20 +99,24 @@ bool check_pairs(const Cache& c, bool fp8, const std::string& what) {
   return report.ok;
 }
 
-void explain_splits(int sm_count) {
+// The split counts choose_splits picks for this shape (heads, kv heads, head_dim) at a few
+// batches and lengths.
+void explain_splits(int sm_count, int heads, int kv_heads, int head_dim) {
+  const ch08::CacheShape one{1, heads, kv_heads, 1, head_dim};
+  const int fp16_blocks = ch08::resident_blocks(one, false), fp8_blocks = ch08::resident_blocks(one, true);
   std::printf("Decoding: one query per head against the whole cache. Without splitting, a block per\n"
-              "(sequence, kv head) gives batch * 8 blocks for 8 kv heads: 8 at batch 1, on %d SMs.\n"
+              "(sequence, kv head) gives batch * %d blocks for %d kv heads: %d at batch 1, on %d SMs.\n"
               "Split-KV cuts each cache into chunks that different blocks score, then merges their\n"
               "(max, sum, output) states. Splits chosen here (one wave of as many blocks as fit on each\n"
               "SM: %d for fp16, %d for FP8, whose tiles take half the shared memory; chunks of at\n"
               "least 256), fp16 / FP8:\n",
-              sm_count, ch08::resident_blocks({1, 32, 8, 1, 128}, false), ch08::resident_blocks({1, 32, 8, 1, 128}, true));
+              kv_heads, kv_heads, kv_heads, sm_count, fp16_blocks, fp8_blocks);
   for (int batch : {1, 8, 64}) {
     std::printf("  batch %2d:", batch);
     for (int L : {1024, 4096, 32768, 131072}) {
-      const ch08::CacheShape s{batch, 32, 8, L, 128};
-      std::printf("  %6d positions -> %2d / %2d", L, ch08::choose_splits(s, sm_count, ch08::resident_blocks(s, false)),
-                  ch08::choose_splits(s, sm_count, ch08::resident_blocks(s, true)));
+      const ch08::CacheShape s{batch, heads, kv_heads, L, head_dim};
+      std::printf("  %6d positions -> %2d / %2d", L, ch08::choose_splits(s, sm_count, fp16_blocks),
+                  ch08::choose_splits(s, sm_count, fp8_blocks));
     }
     std::printf("\n");
   }
@@ -147,7 +151,7 @@ int main(int argc, char** argv) {
       std::printf("[course] SKIPPED the GPU part: %s\n", gpu.reason.c_str());
       return int(course::kExitOk);
     }
-    explain_splits(gpu.prop.multiProcessorCount);
+    explain_splits(gpu.prop.multiProcessorCount, int(heads), int(kv_heads), int(head_dim));
     std::printf("GPU: %s\n", course::describe(gpu.prop).c_str());
     const double copy_gbps = course::measure_copy_gbps();
     std::printf("device-to-device copy: %.0f GB/s (read + write), the ceiling\n\n", copy_gbps);

@@ -90,9 +90,10 @@ __device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(const unsigned char
 // ---- The split kernel ------------------------------------------------------------------
 
 // A warp's shared memory: kStages tiles of K rows and one of V rows, raw bytes as stored.
-// K rows are padded by 16 bytes: lane j reads row j, and a row stride of 16 (mod 128) bytes
-// puts the 8 lanes of a quarter-warp on 8 different 16-byte bank groups. V rows are read
-// across the lanes (lane e takes columns of every row): contiguous, no padding needed.
+// K rows are padded by 16 bytes: lane j reads row j, and a row stride that is an odd
+// multiple of 16 bytes puts the 8 lanes of a quarter-warp on 8 different 16-byte bank
+// groups. V rows are read across the lanes (lane e takes columns of every row): contiguous,
+// no padding needed.
 template <int kRowBytes>
 struct WarpTiles {
   alignas(16) unsigned char k[kStages][kTileKeys][kRowBytes + kPad];
@@ -225,7 +226,7 @@ __global__ void __launch_bounds__(kThreads)
     //   - m_new = max(m[g], the warp's max of s[g]) (course::warp_reduce with course::Max);
     //     the factor 2^(m[g] - m_new) rescales l[g] and acc[g][*]; p = 2^(s[g] - m_new)
     //     (course::exp2_approx) is added to this lane's l[g]; m[g] = m_new;
-    //   - block.p[warp][lane][g] = p * v_scale, or 0 past `end` (v_scale may be NaN there).
+    //   - block.p[warp][lane][g] = p * v_scale, or 0 past `end` (its scale was never loaded).
     (void)position;
     (void)s;
     course::wait_copies<1>();  // this tile's values have landed too

@@ -90,9 +90,10 @@ __device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(const unsigned char
 // ---- The split kernel ------------------------------------------------------------------
 
 // A warp's shared memory: kStages tiles of K rows and one of V rows, raw bytes as stored.
-// K rows are padded by 16 bytes: lane j reads row j, and a row stride of 16 (mod 128) bytes
-// puts the 8 lanes of a quarter-warp on 8 different 16-byte bank groups. V rows are read
-// across the lanes (lane e takes columns of every row): contiguous, no padding needed.
+// K rows are padded by 16 bytes: lane j reads row j, and a row stride that is an odd
+// multiple of 16 bytes puts the 8 lanes of a quarter-warp on 8 different 16-byte bank
+// groups. V rows are read across the lanes (lane e takes columns of every row): contiguous,
+// no padding needed.
 template <int kRowBytes>
 struct WarpTiles {
   alignas(16) unsigned char k[kStages][kTileKeys][kRowBytes + kPad];
@@ -238,7 +239,7 @@ __global__ void __launch_bounds__(kThreads)
       m[g] = m_new;
       l[g] = l[g] * rescale + p;
       for (int e = 0; e < kPerLane; ++e) acc[g][e] *= rescale;
-      block.p[warp][lane][g] = valid ? p * v_scale : 0.0f;  // (v_scale may be NaN past the end)
+      block.p[warp][lane][g] = valid ? p * v_scale : 0.0f;  // (past the end: a stale scale)
     }
     course::wait_copies<1>();  // this tile's values have landed too
     __syncwarp();              // ... every lane's, and the warp's p are in place
