@@ -99,11 +99,10 @@ bool check_pairs(const Cache& c, bool fp8, const std::string& what) {
   return report.ok;
 }
 
-// The split counts choose_splits picks for this shape (heads, kv heads, head_dim) at a few
-// batches and lengths.
-void explain_splits(int sm_count, int heads, int kv_heads, int head_dim) {
-  const ch08::CacheShape one{1, heads, kv_heads, 1, head_dim};
-  const int fp16_blocks = ch08::resident_blocks(one, false), fp8_blocks = ch08::resident_blocks(one, true);
+// The split counts choose_splits picks for the heads of `unit` at a few batches and lengths,
+// with fp16_blocks / fp8_blocks split blocks fitting on an SM.
+void explain_splits(int sm_count, const ch08::CacheShape& unit, int fp16_blocks, int fp8_blocks) {
+  const int kv_heads = unit.kv_heads;
   std::printf("Decoding: one query per head against the whole cache. Without splitting, a block per\n"
               "(sequence, kv head) gives batch * %d blocks for %d kv heads: %d at batch 1, on %d SMs.\n"
               "Split-KV cuts each cache into chunks that different blocks score, then merges their\n"
@@ -114,7 +113,7 @@ void explain_splits(int sm_count, int heads, int kv_heads, int head_dim) {
   for (int batch : {1, 8, 64}) {
     std::printf("  batch %2d:", batch);
     for (int L : {1024, 4096, 32768, 131072}) {
-      const ch08::CacheShape s{batch, heads, kv_heads, L, head_dim};
+      const ch08::CacheShape s{batch, unit.heads, kv_heads, L, unit.head_dim};
       std::printf("  %6d positions -> %2d / %2d", L, ch08::choose_splits(s, sm_count, fp16_blocks),
                   ch08::choose_splits(s, sm_count, fp8_blocks));
     }
@@ -151,13 +150,17 @@ int main(int argc, char** argv) {
       std::printf("[course] SKIPPED the GPU part: %s\n", gpu.reason.c_str());
       return int(course::kExitOk);
     }
-    explain_splits(gpu.prop.multiProcessorCount, int(heads), int(kv_heads), int(head_dim));
+    // Split blocks per SM depend on the heads and the cache type, not on batch or length.
+    const int sm_count = gpu.prop.multiProcessorCount;
+    const ch08::CacheShape unit{1, int(heads), int(kv_heads), 1, int(head_dim)};
+    const int fp16_blocks = ch08::resident_blocks(unit, false), fp8_blocks = ch08::resident_blocks(unit, true);
+    explain_splits(sm_count, unit, fp16_blocks, fp8_blocks);
     std::printf("GPU: %s\n", course::describe(gpu.prop).c_str());
     const double copy_gbps = course::measure_copy_gbps();
     std::printf("device-to-device copy: %.0f GB/s (read + write), the ceiling\n\n", copy_gbps);
 
-    course::Table table({"batch", "positions", "fp16 cache", "splits fp16 / FP8", "fp16", "fp16 BW", "of copy", "FP8", "FP8 BW",
-                         "of copy", "FP8 speedup", "ch06, n_q = 1", "check"});
+    course::Table table({"batch", "positions", "fp16 cache", "splits fp16 / FP8", "fp16", "fp16 BW", "of copy",
+                         "FP8", "FP8 BW", "of copy", "FP8 speedup", "ch06, n_q = 1", "check"});
     bool all_ok = true;
     double worst_big = 1e9, worst_batch1 = 1e9, worst_fp8_speedup = 1e9;
     const course::TimingConfig timing{3, int(repeats), true};
@@ -177,9 +180,8 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         Cache c(s);
         // Splits for each cache type: FP8's smaller tiles fit more blocks on an SM.
-        const int sm_count = gpu.prop.multiProcessorCount;
-        const int splits16 = splits_flag ? int(splits_flag) : ch08::choose_splits(s, sm_count, ch08::resident_blocks(s, false));
-        const int splits8 = splits_flag ? int(splits_flag) : ch08::choose_splits(s, sm_count, ch08::resident_blocks(s, true));
+        const int splits16 = splits_flag ? int(splits_flag) : ch08::choose_splits(s, sm_count, fp16_blocks);
+        const int splits8 = splits_flag ? int(splits_flag) : ch08::choose_splits(s, sm_count, fp8_blocks);
         course::DeviceBuffer<unsigned char> workspace(ch08::workspace_bytes(s, std::max(splits16, splits8)));
         const float scale = course::default_scale(s.head_dim);
         auto run_fp16 = [&](cudaStream_t st) {
@@ -223,8 +225,9 @@ int main(int argc, char** argv) {
         if (batch == 1 && L >= 32768) worst_batch1 = std::min(worst_batch1, pct16);
         if (L >= 32768) worst_fp8_speedup = std::min(worst_fp8_speedup, fp16_ms / fp8_ms);
         table.add_row({std::to_string(batch), std::to_string(L), course::fmt(fp16_bytes / (1 << 20), 0) + " MiB",
-                       std::to_string(splits16) + " / " + std::to_string(splits8), course::fmt_us(fp16_ms), course::fmt(fp16_gbps, 0) + " GB/s",
-                       course::fmt(pct16, 0) + "%", course::fmt_us(fp8_ms), course::fmt(fp8_gbps, 0) + " GB/s",
+                       std::to_string(splits16) + " / " + std::to_string(splits8), course::fmt_us(fp16_ms),
+                       course::fmt(fp16_gbps, 0) + " GB/s", course::fmt(pct16, 0) + "%", course::fmt_us(fp8_ms),
+                       course::fmt(fp8_gbps, 0) + " GB/s",
                        course::fmt_pct(fp8_gbps, copy_gbps), course::fmt(fp16_ms / fp8_ms, 2) + "x", ch06,
                        ok ? "ok" : "WRONG"});
       }
