@@ -13,7 +13,9 @@
 
 namespace course {
 
-AttentionProblem::AttentionProblem(const AttentionShape& s, bool causal_, std::uint64_t seed)
+template <class T>
+AttentionProblemOf<T>::AttentionProblemOf(const AttentionShape& s, bool causal_, std::uint64_t seed,
+                                          Tolerance o_tolerance_, Tolerance lse_tolerance_)
     : shape(s),
       causal(causal_),
       scale(default_scale(s.head_dim)),
@@ -21,7 +23,9 @@ AttentionProblem::AttentionProblem(const AttentionShape& s, bool causal_, std::u
       K(s.kv_elements()),
       V(s.kv_elements()),
       O(s.q_elements()),
-      lse(s.lse_elements()) {
+      lse(s.lse_elements()),
+      o_tolerance(o_tolerance_),
+      lse_tolerance(lse_tolerance_) {
   // stddev 0.5: the x20 outliers then make scores up to ~10 and values up to ~10. Larger
   // (stddev 1: scores to ~35, values to ~20) makes the fp32 rounding of a large score,
   // times a near-tie between two keys, times a large value difference, exceed the output
@@ -40,34 +44,41 @@ namespace {
 
 // Checks rows `which` of O and lse (rows of [batch * heads * n_q]) against the reference,
 // downloading only those rows' Q and their heads' K and V.
-CompareReport check_sampled_rows(const AttentionProblem& p, const std::string& what) {
+template <class T>
+CompareReport check_sampled_rows(const AttentionProblemOf<T>& p, const std::string& what) {
   const AttentionShape& s = p.shape;
   const int d = s.head_dim;
   const std::vector<std::size_t> which = sample_rows(s.heads_total() * s.n_q, 8);
-  const std::vector<float> q = p.Q.download_rows(d, which);
-  const std::vector<float> o = p.O.download_rows(d, which);
+  const auto as_float = [](const std::vector<T>& v) {
+    const std::vector<double> wide = widen(v);
+    return std::vector<float>(wide.begin(), wide.end());
+  };
+  const std::vector<float> q = as_float(p.Q.download_rows(d, which));
+  const std::vector<T> o = p.O.download_rows(d, which);
   const std::vector<float> lse = p.lse.download_rows(1, which);
   std::vector<double> want_o(which.size() * d), want_lse(which.size()), got_lse(which.size());
   for (std::size_t w = 0; w < which.size(); ++w) {
     const std::size_t head = which[w] / s.n_q;
     const int query = int(which[w] % s.n_q);
     const std::size_t head_size = std::size_t(s.n_k) * d;  // K and V as [batch * heads, n_k * d]
-    const std::vector<float> K = p.K.download_rows(head_size, {head}), V = p.V.download_rows(head_size, {head});
+    const std::vector<float> K = as_float(p.K.download_rows(head_size, {head}));
+    const std::vector<float> V = as_float(p.V.download_rows(head_size, {head}));
     const int visible = visible_keys(query, s.n_q, s.n_k, p.causal, s.n_k);
     want_lse[w] = reference::attention_row(&q[w * d], K.data(), V.data(), visible, d, p.scale, &want_o[w * d]);
     got_lse[w] = lse[w];
     if (std::isinf(want_lse[w]) && std::isinf(got_lse[w]) && got_lse[w] < 0) want_lse[w] = got_lse[w] = 0;
   }
-  const CompareReport report = compare(widen(o), want_o, tolerance::attention_fp32, {which.size(), std::size_t(d)},
+  const CompareReport report = compare(widen(o), want_o, p.o_tolerance, {which.size(), std::size_t(d)},
                                        what + ", O (sampled rows)");
   if (!report.ok) return report;
-  return compare(got_lse, want_lse, tolerance::lse_fp32, {which.size(), 1}, what + ", lse (sampled rows)");
+  return compare(got_lse, want_lse, p.lse_tolerance, {which.size(), 1}, what + ", lse (sampled rows)");
 }
 
 }  // namespace
 
-AttentionRun bench_attention(AttentionProblem& problem, const std::function<void(cudaStream_t)>& work, int repeats,
-                             const std::string& what) {
+template <class T>
+AttentionRun bench_attention(AttentionProblemOf<T>& problem, const std::function<void(cudaStream_t)>& work,
+                             int repeats, const std::string& what) {
   AttentionRun run;
   problem.O.poison();
   problem.lse.poison();
@@ -82,5 +93,15 @@ AttentionRun bench_attention(AttentionProblem& problem, const std::function<void
   run.tflops = attention_flops(problem.shape, problem.causal) / (run.ms * 1e-3) / 1e12;
   return run;
 }
+
+template struct AttentionProblemOf<float>;
+template struct AttentionProblemOf<__half>;
+template struct AttentionProblemOf<__nv_bfloat16>;
+template AttentionRun bench_attention(AttentionProblemOf<float>&, const std::function<void(cudaStream_t)>&, int,
+                                      const std::string&);
+template AttentionRun bench_attention(AttentionProblemOf<__half>&, const std::function<void(cudaStream_t)>&, int,
+                                      const std::string&);
+template AttentionRun bench_attention(AttentionProblemOf<__nv_bfloat16>&, const std::function<void(cudaStream_t)>&,
+                                      int, const std::string&);
 
 }  // namespace course

@@ -47,21 +47,35 @@ std::string row_name(const AttentionShape& s, std::size_t r) {
 
 }  // namespace
 
-CompareReport check_attention(const AttentionRunner& run, const AttentionCase& c, const std::string& kernel) {
+template <class T>
+CompareReport check_attention(const AttentionRunnerOf<T>& run, const AttentionCase& c, const std::string& kernel,
+                              Tolerance o_tolerance, Tolerance lse_tolerance) {
   const AttentionShape& s = c.shape;
-  const auto want = reference::attention(c.Q, c.K, c.V, s, c.scale, c.causal, c.key_lengths);
+  // The inputs as the GPU will hold them, and as float again for the reference.
+  const auto narrow = [](const std::vector<float>& v) {
+    std::vector<T> out(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) out[i] = DType<T>::narrow(v[i]);
+    return out;
+  };
+  const auto as_float = [](const std::vector<T>& v) {
+    const std::vector<double> wide = widen(v);
+    return std::vector<float>(wide.begin(), wide.end());
+  };
+  const std::vector<T> q = narrow(c.Q), k = narrow(c.K), v = narrow(c.V);
+  const auto want = reference::attention(as_float(q), as_float(k), as_float(v), s, c.scale, c.causal, c.key_lengths);
 
   // Every buffer is followed by a tail of NaN (inputs) or poison (outputs): a kernel that
   // reads past the last key of the last head (a missing bounds check on a partial tile)
   // meets NaN, and one that writes past the last row leaves the tail changed.
   const std::size_t tail = std::size_t(128) * s.head_dim;
-  const auto with_nan_tail = [&](const std::vector<float>& v) {
-    std::vector<float> padded(v);
-    padded.resize(v.size() + tail, std::nanf(""));
+  const auto with_nan_tail = [&](const std::vector<T>& values) {
+    std::vector<T> padded(values);
+    padded.resize(values.size() + tail, DType<T>::narrow(std::nanf("")));
     return padded;
   };
-  DeviceBuffer<float> Q(with_nan_tail(c.Q)), K(with_nan_tail(c.K)), V(with_nan_tail(c.V));
-  DeviceBuffer<float> O(s.q_elements() + tail), lse(s.lse_elements() + tail);
+  DeviceBuffer<T> Q(with_nan_tail(q)), K(with_nan_tail(k)), V(with_nan_tail(v));
+  DeviceBuffer<T> O(s.q_elements() + tail);
+  DeviceBuffer<float> lse(s.lse_elements() + tail);
   DeviceBuffer<int> lengths(c.key_lengths);  // empty: nullptr, no padding mask
   O.poison();
   lse.poison();
@@ -100,11 +114,22 @@ CompareReport check_attention(const AttentionRunner& run, const AttentionCase& c
     got_lse[r] = want_lse[r] = 0.0;
   }
   const Shape2D o_shape{s.heads_total() * s.n_q, std::size_t(d)};
-  CompareReport o = compare(got_O, want.O, tolerance::attention_fp32, o_shape, what + ", O [rows = batch*heads*n_q, d]",
+  CompareReport o = compare(got_O, want.O, o_tolerance, o_shape, what + ", O [rows = batch*heads*n_q, d]",
                             "check the rescale of the output accumulator when the running max grows, and the masks");
   if (!o.ok) return o;
-  return compare(got_lse, want_lse, tolerance::lse_fp32, {s.heads_total(), std::size_t(s.n_q)},
+  return compare(got_lse, want_lse, lse_tolerance, {s.heads_total(), std::size_t(s.n_q)},
                  what + ", lse [batch*heads, n_q]", "lse = m + ln l, with m and l of the scaled scores (natural log)");
+}
+
+template CompareReport check_attention<float>(const AttentionRunnerOf<float>&, const AttentionCase&,
+                                              const std::string&, Tolerance, Tolerance);
+template CompareReport check_attention<__half>(const AttentionRunnerOf<__half>&, const AttentionCase&,
+                                               const std::string&, Tolerance, Tolerance);
+template CompareReport check_attention<__nv_bfloat16>(const AttentionRunnerOf<__nv_bfloat16>&, const AttentionCase&,
+                                                      const std::string&, Tolerance, Tolerance);
+
+CompareReport check_attention(const AttentionRunner& run, const AttentionCase& c, const std::string& kernel) {
+  return check_attention<float>(run, c, kernel, tolerance::attention_fp32, tolerance::lse_fp32);
 }
 
 }  // namespace course::testing

@@ -32,13 +32,22 @@ struct AttentionCase {
 // 1/sqrt(head_dim).
 AttentionCase make_attention_case(Rng& rng, std::string name, AttentionShape shape, bool causal, bool padded);
 
-// A kernel under test, with the chapters' argument order. All pointers are device pointers.
-using AttentionRunner = std::function<void(const float* Q, const float* K, const float* V, float* O, float* lse,
-                                           const AttentionShape& shape, float scale, AttentionMask mask,
-                                           cudaStream_t stream)>;
+// A kernel under test, with the chapters' argument order, for inputs and output stored as
+// T (float, or __half / __nv_bfloat16 for chapters 07-08). All pointers are device pointers.
+template <class T>
+using AttentionRunnerOf = std::function<void(const T* Q, const T* K, const T* V, T* O, float* lse,
+                                             const AttentionShape& shape, float scale, AttentionMask mask,
+                                             cudaStream_t stream)>;
+using AttentionRunner = AttentionRunnerOf<float>;
 
 // Runs `run` on c and checks O (tolerance::attention_fp32) and lse (tolerance::lse_fp32).
 // The report names the kernel, the case and the first wrong (row, col).
 CompareReport check_attention(const AttentionRunner& run, const AttentionCase& c, const std::string& kernel);
+
+// The same with Q, K, V rounded to T first: the reference sees the rounded values, so the
+// tolerances measure the kernel's own roundings, not the inputs'.
+template <class T>
+CompareReport check_attention(const AttentionRunnerOf<T>& run, const AttentionCase& c, const std::string& kernel,
+                              Tolerance o_tolerance, Tolerance lse_tolerance);
 
 }  // namespace course::testing

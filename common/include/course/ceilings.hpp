@@ -16,6 +16,10 @@ double measure_copy_gbps(std::size_t bytes = std::size_t(1) << 30);
 // TFLOP/s of cublasSgemm at n x n x n, plain fp32 (TF32 off): the CUDA-core ceiling.
 double measure_sgemm_tflops(int n = 4096);
 
+// TFLOP/s of a cuBLAS bf16 GEMM at n x n x n (bf16 inputs and output, fp32 accumulation,
+// cublasGemmEx): the tensor-core ceiling that chapter 07's kernels are compared with.
+double measure_gemm_bf16_tflops(int n = 8192);
+
 // A cuBLAS handle owned by an object.
 class CublasHandle {
  public:

@@ -46,9 +46,19 @@ inline constexpr Tolerance attention_fp32{2e-5, 2e-4, "fp32 attention output"};
 // 2^-11 (fp16) or 2^-8 (bf16) relative.
 inline constexpr Tolerance attention_fp16{3e-5, 2e-3, "fp16 attention output"};
 inline constexpr Tolerance attention_bf16{3e-5, 1e-2, "bf16 attention output"};
+// On tensor cores (chapter 07) the probabilities are also rounded to the input type before
+// P V, by up to 2^-11 (fp16) or 2^-8 (bf16) each. The output's error is then bounded by that
+// fraction of sum_j p_j |v_j| / l <= max |v| (~4 for normal values): reached only when the
+// weight sits on a few keys whose values cancel, since the roundings of many keys average
+// out. Hence atol about half the bound, rtol the output's rounding plus the same fraction.
+inline constexpr Tolerance attention_fp16_mma{1e-3, 4e-3, "fp16 attention output, P rounded to fp16"};
+inline constexpr Tolerance attention_bf16_mma{8e-3, 2e-2, "bf16 attention output, P rounded to bf16"};
 // The row's log-sum-exp, m + ln l: its error is l's relative error (~1e-6) plus the
 // largest score's rounding, which grows with the score (hence the relative part).
 inline constexpr Tolerance lse_fp32{1e-5, 1e-5, "fp32 log-sum-exp"};
+// The same from scores summed on tensor cores: their fp32 accumulation does not round each
+// addition to nearest, so a score can be a few units in the last place further off.
+inline constexpr Tolerance lse_mma{5e-5, 2e-5, "fp32 log-sum-exp, scores from mma"};
 }  // namespace tolerance
 
 // What the course needs to know of each storage type on the host: its name, its

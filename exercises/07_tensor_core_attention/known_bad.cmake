@@ -1,0 +1,43 @@
+# Deliberately wrong kernels for chapter 07: the solution with one bug each. The suite
+# must catch every one (ctest -L known-bad, solutions track, on a GPU).
+course_known_bad(no_output_rescale
+  WHY "the output accumulator is not rescaled when the running max grows (l is)"
+  REPLACE "        o[r][db][2 * h] *= rescale;\n        o[r][db][2 * h + 1] *= rescale;\n" "")
+course_known_bad(no_sum_rescale
+  WHY "the running sum l is not rescaled when the running max grows (the output is)"
+  REPLACE "l[r][h] = l[r][h] * rescale + sum;" "l[r][h] = l[r][h] + sum;")
+course_known_bad(no_zero_fill
+  WHY "the tile loads have no bounds check: rows past the last key are read, not zero-filled (NaN x 0 = NaN)"
+  REPLACE "const bool inside = first + row < n_rows;" "const bool inside = true;")
+course_known_bad(no_mask
+  WHY "the scores are never masked: keys past a row's visible end (and past n_k, zero-filled) take part"
+  REPLACE "if (!St::kTuned || k0 + kKeyTile > all_see) mask_scores(s, visible, k0, lane);" "")
+course_known_bad(mask_skipped_too_often
+  WHY "rung 5 skips the mask on every tile the block's last query sees whole, not its first: earlier causal rows see future keys"
+  REPLACE "k0 + kKeyTile > all_see" "k0 + kKeyTile > walk_end")
+course_known_bad(fully_masked_nan
+  WHY "a row that has seen no key shifts by m = -inf: 2^(-inf + inf) is NaN"
+  REPLACE "const float shift = m_new == -INFINITY ? 0.0f : m_new;" "const float shift = m_new;")
+course_known_bad(walk_ends_early
+  WHY "the walk stops where the block's first query stops seeing keys (causal): later queries lose keys"
+  REPLACE "course::visible_keys(last_query, n_q" "course::visible_keys(q0, n_q")
+course_known_bad(lse_log2
+  WHY "lse is left in log2 units: m + log2 l, not (m + log2 l) ln 2"
+  REPLACE "(m[r][h] + log2f(row_l)) * kLn2" "(m[r][h] + log2f(row_l))")
+course_known_bad(swizzle_on_read_only
+  WHY "the copies store the tile unswizzled while ldmatrix reads it swizzled (rung 2 on)"
+  REPLACE "course::copy16_async(tile + chunk_slot<D, kSwizzle>(row, chunk)" "course::copy16_async(tile + row * (D / 8) + chunk")
+course_known_bad(v_not_transposed
+  WHY "V's fragments are loaded with ldmatrix, not ldmatrix.trans: each lane gets V's row where the mma wants its column"
+  REPLACE "course::ldmatrix_x4_trans(b," "course::ldmatrix_x4(b,")
+course_known_bad(p_fragment_order
+  WHY "P's A fragment in the wrong order: registers 1 and 2 swapped (row g + 8 of keys 2t, 2t+1 is not register 2)"
+  REPLACE "      a[r][1] = course::pack2<T>(p[r][2 * ks][2], p[r][2 * ks][3]);          // row g + 8\n      a[r][2] = course::pack2<T>(p[r][2 * ks + 1][0], p[r][2 * ks + 1][1]);"
+          "      a[r][2] = course::pack2<T>(p[r][2 * ks][2], p[r][2 * ks][3]);          // row g + 8\n      a[r][1] = course::pack2<T>(p[r][2 * ks + 1][0], p[r][2 * ks + 1][1]);")
+course_known_bad(prefetch_into_current_stage
+  WHY "rung 3 prefetches the next keys into the stage being scored, not the other one"
+  REPLACE "load_tile<kKeyTile, D, St::kSwizzle>(k_tiles + next * kKeyTile * kChunks" "load_tile<kKeyTile, D, St::kSwizzle>(k_tiles + stage * kKeyTile * kChunks")
+course_known_bad(missing_barrier_after_wait
+  WHY "no barrier between waiting for this tile's keys and reading them: a warp's wait covers only its own copies"
+  REPLACE "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n    __syncthreads();\n"
+          "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n")

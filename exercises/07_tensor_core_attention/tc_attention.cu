@@ -1,0 +1,338 @@
+// Chapter 07 — flash attention on tensor cores (exercises: yours).
+//
+// Yours, in this order (the lesson's "The exercise" walks through them):
+//   1. score_tile, softmax_update, accumulate_pv: the rung-1 kernel, S = Q K^T on tensor
+//      cores, the online softmax in registers, O += P V with P kept in registers.
+//      Then: ctest --preset exercises -L 07 -R "rung 1"
+//   2. The rung-3 prefetch in attention_kernel (the two TODO(rung 3) blocks): the next tile's
+//      keys and values copied into the other stage while this tile is computed.
+//      Then: ctest --preset exercises -L 07
+// Everything else is given: the tiles and their swizzle, the copies, the walk, the launch.
+//
+//   O = softmax(scale * Q K^T, masked) V and lse: chapter 06's walk, with both products
+//   S = Q K^T and O += P V done by mma.sync on 16-bit inputs with fp32 accumulators.
+//
+// Work split (every rung): a block of 4 warps owns a block of queries of one head; each warp
+// owns 16 of them (32 from rung 4 on), as one or two 16-row mma tiles, for the whole walk.
+// The warps share the K and V tiles in shared memory but never each other's rows, so a row's
+// max, sum and output stay in one warp's registers: no reduction across warps (the
+// FlashAttention-2 order). In a 16-row tile, lane 4g + t holds rows g and g + 8 (the mma
+// accumulator layout, course/mma.cuh):
+//   scores  s[r][nb][2h + e]   query 16r + g + 8h of the warp, key 8nb + 2t + e of the tile
+//   output  o[r][db][2h + e]   the same query, column 8db + 2t + e of d
+// so a row's scores are spread over the 4 lanes of a quad: its max and sum are 2 shuffles away.
+//
+// The ladder (Rung, tc_attention.hpp) switches on one idea at a time; Steps<R> says which.
+#include "tc_attention.hpp"
+
+#include "course/async_copy.cuh"
+#include "course/cuda_check.hpp"
+#include "course/mma.cuh"
+#include "course/online_softmax.cuh"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace ch07 {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kKeyTile = 64;  // keys per step of the walk
+constexpr unsigned kFullWarp = 0xffffffffu;
+constexpr float kLn2 = 0.693147180559945309f;
+
+// What rung R switches on.
+template <Rung R>
+struct Steps {
+  static constexpr bool kSwizzle = R >= Rung::swizzle;
+  static constexpr bool kPipelined = R >= Rung::pipelined;
+  static constexpr int kRowTiles = R >= Rung::two_tiles ? 2 : 1;  // 16-query mma tiles per warp
+  static constexpr bool kTuned = R >= Rung::tuned;
+  static constexpr int kQueries = kWarps * 16 * kRowTiles;  // per block
+  static constexpr int kStages = kPipelined ? 2 : 1;       // K and V tile buffers
+};
+
+// ---- Shared tiles ------------------------------------------------------------------------
+// A tile of rows x D 16-bit values, stored as 16-byte chunks of 8 values (uint4), kChunks =
+// D / 8 per row. ldmatrix has 8 lanes read the same chunk of 8 consecutive rows; rows are
+// 128 or 256 bytes apart, so unswizzled those 8 reads fall in the same 4 banks: 8-way
+// conflicts. Swizzled, chunk c of row r is stored at c ^ (r % 8): the 8 rows' chunks land in
+// 8 different 16-byte columns, all 32 banks.
+template <int D, bool kSwizzle>
+__device__ __forceinline__ int chunk_slot(int row, int chunk) {
+  return row * (D / 8) + (kSwizzle ? chunk ^ (row & 7) : chunk);
+}
+
+// Starts copying rows [first, first + ROWS) of a [n_rows, D] matrix into `tile` (consecutive
+// threads take consecutive chunks of a row: coalesced). Rows past n_rows are zero-filled and
+// not read: a zero value times a zero probability adds nothing, where garbage could be NaN.
+template <int ROWS, int D, bool kSwizzle, class T>
+__device__ __forceinline__ void load_tile(uint4* tile, const T* __restrict__ src, int first, int n_rows) {
+  constexpr int kChunks = D / 8;
+  static_assert(ROWS * kChunks % kThreads == 0, "every thread copies the same number of chunks");
+#pragma unroll
+  for (int step = 0; step < ROWS * kChunks / kThreads; ++step) {
+    const int i = threadIdx.x + step * kThreads, row = i / kChunks, chunk = i % kChunks;
+    const bool inside = first + row < n_rows;
+    const T* from = src + std::size_t(inside ? first + row : 0) * D + chunk * 8;
+    course::copy16_async(tile + chunk_slot<D, kSwizzle>(row, chunk), from, inside);
+  }
+}
+
+// ---- One tile of the walk, one warp ------------------------------------------------------
+// s = Q K^T for the warp's rows and the tile's kKeyTile keys. Per 16 columns of d (kk): the
+// A fragments of Q, then for each pair of 8-key blocks one ldmatrix of K (already the
+// "col" B layout: K is stored [key][d]) feeding two mma per row tile.
+template <class T, int D, int RT, bool kSwizzle>
+__device__ __forceinline__ void score_tile(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
+                                           const uint4* k_tile, int warp_row0, int lane) {
+  // TODO(rung 1): zero s, then for each 16 columns of d (kk): the A fragments of the warp's
+  // query rows (ldmatrix_x4 at row warp_row0 + 16r + lane % 16, chunk 2kk + lane / 16), and
+  // for each pair of 8-key blocks one ldmatrix_x4 of K feeding two mma_16x8x16 per row tile.
+  // Address every chunk through chunk_slot<D, kSwizzle>.
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[r][nb][e] = 0.0f;
+}
+
+// Keys at or past a row's visible end get -inf: exp2 makes them exactly 0.
+template <int RT>
+__device__ __forceinline__ void mask_scores(float (&s)[RT][kKeyTile / 8][4], const int (&visible)[RT][2], int k0,
+                                            int lane) {
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int nb = 0; nb < kKeyTile / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          if (k0 + 8 * nb + 2 * (lane % 4) + e >= visible[r][h]) s[r][nb][2 * h + e] = -INFINITY;
+}
+
+// Chapter 03's online softmax on the tile, in log2 units (scale_log2 = scale * log2 e, so
+// exp(scale s - m) is one FMA and an ex2): each row's new max over the quad, the rescale of
+// its sum and output, and s replaced by p = 2^(scale_log2 s - m). l stays a per-lane partial
+// sum (the quad adds its four at the end); m is the same in all four lanes.
+template <int D, int RT>
+__device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], float (&m)[RT][2], float (&l)[RT][2],
+                                               float (&o)[RT][D / 8][4], float scale_log2) {
+  // TODO(rung 1): for each row (r, h): the tile's max over the quad (two __shfl_xor_sync),
+  // the new running max in log2 units, the rescale of l and of the row's o, and s replaced
+  // by p = exp2_approx(scale_log2 * s - m) (mind the row whose max is still -inf).
+}
+
+// o += P V. The probabilities of keys 16ks..16ks+15 are already an A fragment: the score
+// blocks 2ks and 2ks + 1, rounded to T in pairs. V is stored [key][d] (row-major B), so
+// ldmatrix.trans hands out its fragments.
+template <class T, int D, int RT, bool kSwizzle>
+__device__ __forceinline__ void accumulate_pv(float (&o)[RT][D / 8][4], const float (&p)[RT][kKeyTile / 8][4],
+                                              const uint4* v_tile, int lane) {
+  // TODO(rung 1): for each 16 keys (ks): pack the probabilities into the A fragment
+  // (pack2<T>, in the order of course/mma.cuh), then for each 16 columns of d one
+  // ldmatrix_x4_trans of V feeding two mma_16x8x16 per row tile.
+}
+
+// ---- The kernel --------------------------------------------------------------------------
+// Grid: x = (batch, head), y = the head's block of queries. Shared memory: the block's
+// queries, then kStages tiles of K, then kStages tiles of V.
+template <class T, int D, Rung R>
+__global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict__ Q, const T* __restrict__ K,
+                                                             const T* __restrict__ V, T* __restrict__ O,
+                                                             float* __restrict__ lse, AttentionShape shape,
+                                                             float scale_log2, AttentionMask mask) {
+  using St = Steps<R>;
+  constexpr int RT = St::kRowTiles, kChunks = D / 8;
+  extern __shared__ uint4 shared[];
+  uint4* q_tile = shared;
+  uint4* k_tiles = q_tile + St::kQueries * kChunks;
+  uint4* v_tiles = k_tiles + St::kStages * kKeyTile * kChunks;
+
+  const int n_q = shape.n_q, n_k = shape.n_k, head = blockIdx.x, batch = head / shape.heads;
+  // Causal blocks near the end of the sequence walk the most keys; launched first (tuned),
+  // they do not trail behind the others at the end of the grid.
+  const int q_block = St::kTuned && mask.causal ? gridDim.y - 1 - blockIdx.y : blockIdx.y;
+  const int q0 = q_block * St::kQueries;
+  const int key_length = mask.key_lengths ? mask.key_lengths[batch] : n_k;
+  const T* q_head = Q + std::size_t(head) * n_q * D;
+  const T* k_head = K + std::size_t(head) * n_k * D;
+  const T* v_head = V + std::size_t(head) * n_k * D;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
+  const int warp_row0 = warp * 16 * RT;  // the warp's first query in the block
+
+  // The block's walk: keys [0, walk_end) are visible to its last query, which sees the most;
+  // keys [0, all_see) are visible to its first query, so to all of them.
+  const int last_query = min(q0 + St::kQueries, n_q) - 1;
+  const int walk_end = course::visible_keys(last_query, n_q, n_k, mask.causal, key_length);
+  const int all_see = course::visible_keys(q0, n_q, n_k, mask.causal, key_length);
+  const int tiles = (walk_end + kKeyTile - 1) / kKeyTile;
+
+  int visible[RT][2];  // this lane's rows: row tile r, row g (h = 0) or g + 8 (h = 1)
+  float m[RT][2], l[RT][2], o[RT][D / 8][4];
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      visible[r][h] = course::visible_keys(q0 + warp_row0 + 16 * r + g + 8 * h, n_q, n_k, mask.causal, key_length);
+      m[r][h] = -INFINITY;
+      l[r][h] = 0.0f;
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) o[r][db][2 * h + e] = 0.0f;
+    }
+
+  // Copy groups, oldest first: q; then per tile its keys and its values. A wait_copies<1>
+  // lets the newest group still be in flight.
+  load_tile<St::kQueries, D, St::kSwizzle>(q_tile, q_head, q0, n_q);
+  course::commit_copies();
+  if (St::kPipelined) {  // the first tile's keys and values, ahead of the walk
+    load_tile<kKeyTile, D, St::kSwizzle>(k_tiles, k_head, 0, n_k);
+    course::commit_copies();
+    load_tile<kKeyTile, D, St::kSwizzle>(v_tiles, v_head, 0, n_k);
+    course::commit_copies();
+  }
+
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int k0 = tile * kKeyTile, stage = St::kPipelined ? tile % 2 : 0, next = (tile + 1) % St::kStages;
+    const uint4* k_tile = k_tiles + stage * kKeyTile * kChunks;
+    const uint4* v_tile = v_tiles + stage * kKeyTile * kChunks;
+    if (!St::kPipelined) {  // this tile's keys and values, waited for below
+      load_tile<kKeyTile, D, St::kSwizzle>(k_tiles, k_head, k0, n_k);
+      course::commit_copies();
+      load_tile<kKeyTile, D, St::kSwizzle>(v_tiles, v_head, k0, n_k);
+      course::commit_copies();
+    }
+    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)
+    __syncthreads();
+    if (St::kPipelined) {
+      // TODO(rung 3): start copying the next tile's keys into stage `next` (if there is a
+      // next tile). Keep the commit: an empty group at the end keeps the count the waits expect.
+      course::commit_copies();
+    }
+
+    float s[RT][kKeyTile / 8][4];
+    score_tile<T, D, RT, St::kSwizzle>(s, q_tile, k_tile, warp_row0, lane);
+    if (!St::kTuned || k0 + kKeyTile > all_see) mask_scores(s, visible, k0, lane);
+    softmax_update<D, RT>(s, m, l, o, scale_log2);
+
+    if (St::kPipelined)
+      course::wait_copies<1>();  // this tile's values are here (the next keys may not be)
+    else
+      course::wait_copies<0>();
+    __syncthreads();
+    if (St::kPipelined) {
+      // TODO(rung 3): start copying the next tile's values into stage `next`, likewise.
+      course::commit_copies();
+    }
+    accumulate_pv<T, D, RT, St::kSwizzle>(o, s, v_tile, lane);
+    if (!St::kPipelined) __syncthreads();  // every warp is done with k and v before they are overwritten
+  }
+  course::wait_copies<0>();  // no copy outlives the block (a walk of 0 tiles still copied q)
+
+  // O = o / l and lse = (m + log2 l) ln 2 per row; l is the sum of the quad's partial sums.
+  // A row that saw no key has l = 0: O = 0, lse = -inf.
+  T* o_head = O + std::size_t(head) * n_q * D;
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float row_l = l[r][h];
+      row_l += __shfl_xor_sync(kFullWarp, row_l, 1);
+      row_l += __shfl_xor_sync(kFullWarp, row_l, 2);
+      const int query = q0 + warp_row0 + 16 * r + g + 8 * h;
+      if (query >= n_q) continue;
+      const float inv = row_l > 0.0f ? 1.0f / row_l : 0.0f;
+      T* out = o_head + std::size_t(query) * D + 2 * (lane % 4);
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db)
+        *reinterpret_cast<unsigned*>(out + 8 * db) = course::pack2<T>(o[r][db][2 * h] * inv, o[r][db][2 * h + 1] * inv);
+      if (lane % 4 == 0)
+        lse[std::size_t(head) * n_q + query] = row_l > 0.0f ? (m[r][h] + log2f(row_l)) * kLn2 : -INFINITY;
+    }
+}
+
+template <class T, int D, Rung R>
+void launch(const T* Q, const T* K, const T* V, T* O, float* lse, const AttentionShape& shape, float scale,
+            AttentionMask mask, cudaStream_t stream) {
+  using St = Steps<R>;
+  const int shared_bytes = (St::kQueries + 2 * St::kStages * kKeyTile) * D * int(sizeof(T));
+  const auto kernel = attention_kernel<T, D, R>;
+  COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
+  const dim3 grid(unsigned(shape.heads_total()), unsigned((shape.n_q + St::kQueries - 1) / St::kQueries));
+  kernel<<<grid, kThreads, shared_bytes, stream>>>(Q, K, V, O, lse, shape, scale * 1.44269504088896341f, mask);
+  COURSE_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T, int D>
+void dispatch_rung(const T* Q, const T* K, const T* V, T* O, float* lse, const AttentionShape& s, float scale,
+                   AttentionMask mask, Rung rung, cudaStream_t stream) {
+  switch (rung) {
+    case Rung::mma: return launch<T, D, Rung::mma>(Q, K, V, O, lse, s, scale, mask, stream);
+    case Rung::swizzle: return launch<T, D, Rung::swizzle>(Q, K, V, O, lse, s, scale, mask, stream);
+    case Rung::pipelined: return launch<T, D, Rung::pipelined>(Q, K, V, O, lse, s, scale, mask, stream);
+    case Rung::two_tiles: return launch<T, D, Rung::two_tiles>(Q, K, V, O, lse, s, scale, mask, stream);
+    case Rung::tuned: return launch<T, D, Rung::tuned>(Q, K, V, O, lse, s, scale, mask, stream);
+  }
+}
+
+template <class T>
+void run(const T* Q, const T* K, const T* V, T* O, float* lse, const AttentionShape& s, float scale,
+         AttentionMask mask, Rung rung, cudaStream_t stream) {
+  course::check_attention_args(s, scale, "ch07::flash_attention");
+  if (!supports_head_dim(s.head_dim))
+    throw std::invalid_argument("ch07::flash_attention: head_dim " + std::to_string(s.head_dim) +
+                                " is not supported (64 or 128)");
+  if (int(rung) < 1 || int(rung) > 5)
+    throw std::invalid_argument("ch07::flash_attention: no rung " + std::to_string(int(rung)) + " (1 to 5)");
+  if ((s.n_q + query_tile(rung) - 1) / query_tile(rung) > 65535)
+    throw std::invalid_argument("ch07::flash_attention: n_q " + std::to_string(s.n_q) +
+                                " needs more query blocks than a grid's y dimension holds (65535)");
+  int device = 0, major = 0;
+  COURSE_CUDA_CHECK(cudaGetDevice(&device));
+  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major < kMinMajor)
+    throw std::runtime_error("ch07::flash_attention: needs a GPU of sm_80 or newer (mma.sync on bf16, ldmatrix, "
+                             "cp.async); this one is sm_" + std::to_string(major) + "x");
+  if (s.head_dim == 64)
+    dispatch_rung<T, 64>(Q, K, V, O, lse, s, scale, mask, rung, stream);
+  else
+    dispatch_rung<T, 128>(Q, K, V, O, lse, s, scale, mask, rung, stream);
+}
+
+}  // namespace
+
+const char* rung_name(Rung rung) {
+  switch (rung) {
+    case Rung::mma: return "1 mma";
+    case Rung::swizzle: return "2 swizzle";
+    case Rung::pipelined: return "3 pipelined";
+    case Rung::two_tiles: return "4 two tiles";
+    case Rung::tuned: return "5 tuned";
+  }
+  return "?";
+}
+
+int query_tile(Rung rung) { return rung >= Rung::two_tiles ? 2 * 16 * kWarps : 16 * kWarps; }
+
+bool supports_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+void flash_attention(const __half* Q, const __half* K, const __half* V, __half* O, float* lse,
+                     const AttentionShape& shape, float scale, AttentionMask mask, Rung rung, cudaStream_t stream) {
+  run(Q, K, V, O, lse, shape, scale, mask, rung, stream);
+}
+
+void flash_attention(const __nv_bfloat16* Q, const __nv_bfloat16* K, const __nv_bfloat16* V, __nv_bfloat16* O,
+                     float* lse, const AttentionShape& shape, float scale, AttentionMask mask, Rung rung,
+                     cudaStream_t stream) {
+  run(Q, K, V, O, lse, shape, scale, mask, rung, stream);
+}
+
+}  // namespace ch07
