@@ -41,3 +41,6 @@ course_known_bad(missing_barrier_after_wait
   WHY "no barrier between waiting for this tile's keys and reading them: a warp's wait covers only its own copies"
   REPLACE "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n    __syncthreads();\n"
           "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n")
+course_known_bad(rescale_skipped_for_all
+  WHY "rung 5 skips the output's rescale when any row of the warp kept its max, not only when all did"
+  REPLACE "if (tuned && !__any_sync(kFullWarp, rescale != 1.0f)) continue;" "if (tuned && __any_sync(kFullWarp, rescale == 1.0f)) continue;")

@@ -122,10 +122,11 @@ __device__ __forceinline__ void mask_scores(float (&s)[RT][kKeyTile / 8][4], con
 // sum (the quad adds its four at the end); m is the same in all four lanes.
 template <int D, int RT>
 __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], float (&m)[RT][2], float (&l)[RT][2],
-                                               float (&o)[RT][D / 8][4], float scale_log2) {
+                                               float (&o)[RT][D / 8][4], float scale_log2, bool tuned) {
   // TODO(rung 1): for each row (r, h): the tile's max over the quad (two __shfl_xor_sync),
   // the new running max in log2 units, the rescale of l and of the row's o, and s replaced
   // by p = exp2_approx(scale_log2 * s - m) (mind the row whose max is still -inf).
+  // `tuned` (rung 5) may skip the output's rescale when no row of the warp changed its max.
 }
 
 // o += P V. The probabilities of keys 16ks..16ks+15 are already an A fragment: the score
@@ -221,7 +222,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
     float s[RT][kKeyTile / 8][4];
     score_tile<T, D, RT, St::kSwizzle>(s, q_tile, k_tile, warp_row0, lane);
     if (!St::kTuned || k0 + kKeyTile > all_see) mask_scores(s, visible, k0, lane);
-    softmax_update<D, RT>(s, m, l, o, scale_log2);
+    softmax_update<D, RT>(s, m, l, o, scale_log2, St::kTuned);
 
     if (St::kPipelined)
       course::wait_copies<1>();  // this tile's values are here (the next keys may not be)

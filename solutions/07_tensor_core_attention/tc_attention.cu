@@ -129,7 +129,7 @@ __device__ __forceinline__ void mask_scores(float (&s)[RT][kKeyTile / 8][4], con
 // sum (the quad adds its four at the end); m is the same in all four lanes.
 template <int D, int RT>
 __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], float (&m)[RT][2], float (&l)[RT][2],
-                                               float (&o)[RT][D / 8][4], float scale_log2) {
+                                               float (&o)[RT][D / 8][4], float scale_log2, bool tuned) {
 #pragma unroll
   for (int r = 0; r < RT; ++r)
 #pragma unroll
@@ -154,6 +154,9 @@ __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], 
           sum += x;
         }
       l[r][h] = l[r][h] * rescale + sum;
+      // Tuned: once the max settles (most tiles of a long row) no row of the warp changes
+      // it; then every rescale is exactly 2^0 = 1 and the d / 4 multiplies are skipped.
+      if (tuned && !__any_sync(kFullWarp, rescale != 1.0f)) continue;
 #pragma unroll
       for (int db = 0; db < D / 8; ++db) {
         o[r][db][2 * h] *= rescale;
@@ -275,7 +278,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
     float s[RT][kKeyTile / 8][4];
     score_tile<T, D, RT, St::kSwizzle>(s, q_tile, k_tile, warp_row0, lane);
     if (!St::kTuned || k0 + kKeyTile > all_see) mask_scores(s, visible, k0, lane);
-    softmax_update<D, RT>(s, m, l, o, scale_log2);
+    softmax_update<D, RT>(s, m, l, o, scale_log2, St::kTuned);
 
     if (St::kPipelined)
       course::wait_copies<1>();  // this tile's values are here (the next keys may not be)
