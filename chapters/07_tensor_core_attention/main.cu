@@ -26,12 +26,12 @@ namespace {
 // rows g and g + 8, columns 2t and 2t + 1).
 void draw_accumulator() {
   std::printf("Who holds what: the 16 x 8 fp32 accumulator of one mma.sync.m16n8k16, by lane\n"
-              "(lane 4g + t holds rows g and g + 8, columns 2t and 2t + 1; a row lives in one quad):\n      ");
-  for (int col = 0; col < 8; ++col) std::printf(" col%-2d", col);
+              "(lane 4g + t holds rows g and g + 8, columns 2t and 2t + 1; a row lives in one quad):\n        ");
+  for (int col = 0; col < 8; ++col) std::printf("  col%d", col);
   std::printf("\n");
   for (int row = 0; row < 16; ++row) {
-    std::printf("  row %-2d", row);
-    for (int col = 0; col < 8; ++col) std::printf(" %4d ", 4 * (row % 8) + col / 2);
+    std::printf("  row %2d", row);
+    for (int col = 0; col < 8; ++col) std::printf(" %5d", 4 * (row % 8) + col / 2);
     std::printf("\n");
   }
   std::printf("\n");

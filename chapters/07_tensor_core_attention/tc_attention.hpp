@@ -27,7 +27,7 @@ using course::AttentionMask;
 using course::AttentionShape;
 
 enum class Rung {
-  mma = 1,        // mma.sync + online softmax in registers; 4 warps x 16 queries; loads waited for at once
+  mma = 1,        // mma.sync + online softmax in registers; 4 warps x 16 queries; each tile's copies waited for in the tile
   swizzle = 2,    // shared tiles XOR-swizzled: ldmatrix without bank conflicts
   pipelined = 3,  // cp.async double buffering: the next K and V tiles load while this one is used
   two_tiles = 4,  // each warp owns 32 queries: every K and V fragment feeds two mma (128-query blocks)
