@@ -70,7 +70,8 @@ int run_ladder(const std::vector<long long>& seqs, const std::vector<long long>&
     return int(course::kExitOk);
   }
   std::printf("GPU: %s\n", course::describe(gpu.prop).c_str());
-  if (gpu.prop.major < ch07::kMinMajor) {
+  if (gpu.prop.major < ch07::kMinMajor) {  // exit 3; ctest reports the tour as skipped, not failed
+    std::printf("[course] SKIPPED the GPU part: this GPU is sm_%d%d\n", gpu.prop.major, gpu.prop.minor);
     std::fprintf(stderr, "chapter 07 needs a GPU of sm_80 or newer (mma.sync on bf16, ldmatrix, cp.async); this one "
                          "is sm_%d%d\n", gpu.prop.major, gpu.prop.minor);
     return int(course::kExitUnsupported);
