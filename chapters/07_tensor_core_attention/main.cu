@@ -55,7 +55,8 @@ void draw_swizzle() {
     std::printf("\n");
   }
   std::printf("  plain: chunk 0 of the 8 rows is 8 reads of the same 4 banks (an 8-way conflict);\n"
-              "  swizzled: 8 different columns, all 32 banks, one pass.\n\n");
+              "  swizzled: 8 different columns, all 32 banks, one pass. Rung 5 pads each row by one chunk\n"
+              "  instead: row r then starts 4 banks after row r - 1, as conflict-free, with simpler addresses.\n\n");
 }
 
 std::string rung_column(ch07::Rung rung) { return std::string("rung ") + ch07::rung_name(rung); }

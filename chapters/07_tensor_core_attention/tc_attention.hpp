@@ -31,7 +31,8 @@ enum class Rung {
   swizzle = 2,    // shared tiles XOR-swizzled: ldmatrix without bank conflicts
   pipelined = 3,  // cp.async double buffering: the next K and V tiles load while this one is used
   two_tiles = 4,  // each warp owns 32 queries: every K and V fragment feeds two mma (128-query blocks)
-  tuned = 5,      // the mask only on tiles that need it; no rescale while the maxima hold; causal blocks heaviest first
+  tuned = 5,      // rows padded, not swizzled (fewer registers); the mask only on tiles that need it;
+                  // no rescale while the maxima hold; causal blocks heaviest first
 };
 constexpr Rung kRungs[] = {Rung::mma, Rung::swizzle, Rung::pipelined, Rung::two_tiles, Rung::tuned};
 constexpr Rung kBestRung = Rung::tuned;

@@ -25,8 +25,8 @@ course_known_bad(lse_log2
   WHY "lse is left in log2 units: m + log2 l, not (m + log2 l) ln 2"
   REPLACE "(m[r][h] + log2f(row_l)) * kLn2" "(m[r][h] + log2f(row_l))")
 course_known_bad(swizzle_on_read_only
-  WHY "the copies store the tile unswizzled while ldmatrix reads it swizzled (rung 2 on)"
-  REPLACE "course::copy16_async(tile + chunk_slot<D, kSwizzle>(row, chunk)" "course::copy16_async(tile + row * (D / 8) + chunk")
+  WHY "the copies store the tile plain while ldmatrix reads it swizzled (rungs 2-4) or padded (rung 5)"
+  REPLACE "course::copy16_async(tile + chunk_slot<D, L>(row, chunk)" "course::copy16_async(tile + row * (D / 8) + chunk")
 course_known_bad(v_not_transposed
   WHY "V's fragments are loaded with ldmatrix, not ldmatrix.trans: each lane gets V's row where the mma wants its column"
   REPLACE "course::ldmatrix_x4_trans(b," "course::ldmatrix_x4(b,")
@@ -36,7 +36,7 @@ course_known_bad(p_fragment_order
           "      a[r][2] = course::pack2<T>(p[r][2 * ks][2], p[r][2 * ks][3]);          // row g + 8\n      a[r][1] = course::pack2<T>(p[r][2 * ks + 1][0], p[r][2 * ks + 1][1]);")
 course_known_bad(prefetch_into_current_stage
   WHY "rung 3 prefetches the next keys into the stage being scored, not the other one"
-  REPLACE "load_tile<kKeyTile, D, St::kSwizzle>(k_tiles + next * kKeyTile * kChunks" "load_tile<kKeyTile, D, St::kSwizzle>(k_tiles + stage * kKeyTile * kChunks")
+  REPLACE "load_tile<kKeyTile, D, St::kLayout>(k_tiles + next * kKeyTile * kChunks" "load_tile<kKeyTile, D, St::kLayout>(k_tiles + stage * kKeyTile * kChunks")
 course_known_bad(missing_barrier_after_wait
   WHY "no barrier between waiting for this tile's keys and reading them: a warp's wait covers only its own copies"
   REPLACE "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n    __syncthreads();\n"

@@ -44,10 +44,15 @@ constexpr int kKeyTile = 64;  // keys per step of the walk
 constexpr unsigned kFullWarp = 0xffffffffu;
 constexpr float kLn2 = 0.693147180559945309f;
 
+// How a tile's rows sit in shared memory (see chunk_slot).
+enum class Layout { plain, swizzled, padded };
+
 // What rung R switches on.
 template <Rung R>
 struct Steps {
-  static constexpr bool kSwizzle = R >= Rung::swizzle;
+  static constexpr Layout kLayout = R >= Rung::tuned     ? Layout::padded
+                                    : R >= Rung::swizzle ? Layout::swizzled
+                                                         : Layout::plain;
   static constexpr bool kPipelined = R >= Rung::pipelined;
   static constexpr int kRowTiles = R >= Rung::two_tiles ? 2 : 1;  // 16-query mma tiles per warp
   static constexpr bool kTuned = R >= Rung::tuned;
@@ -56,20 +61,30 @@ struct Steps {
 };
 
 // ---- Shared tiles ------------------------------------------------------------------------
-// A tile of rows x D 16-bit values, stored as 16-byte chunks of 8 values (uint4), kChunks =
-// D / 8 per row. ldmatrix has 8 lanes read the same chunk of 8 consecutive rows; rows are
-// 128 or 256 bytes apart, so unswizzled those 8 reads fall in the same 4 banks: 8-way
-// conflicts. Swizzled, chunk c of row r is stored at c ^ (r % 8): the 8 rows' chunks land in
-// 8 different 16-byte columns, all 32 banks.
-template <int D, bool kSwizzle>
+// A tile of rows x D 16-bit values, stored as 16-byte chunks of 8 values (uint4). ldmatrix has
+// 8 lanes read the same chunk of 8 consecutive rows:
+//   plain     rows of D / 8 chunks, 128 or 256 bytes apart: the 8 reads fall in the same 4
+//             banks, an 8-way conflict (rung 1);
+//   swizzled  chunk c of row r stored at c ^ (r % 8): the 8 rows' chunks land in 8 different
+//             16-byte columns, all 32 banks (rungs 2-4);
+//   padded    rows of D / 8 + 1 chunks: each row starts 4 banks after the one before, also
+//             all 32 banks (rung 5). It costs 1/16 (d = 128) or 1/8 (d = 64) more shared memory
+//             but every fragment's address is then a per-lane base plus a constant, where the
+//             swizzle's XOR makes one address per column of d that the compiler keeps in
+//             registers (217 against 174 at d = 128 in rung 2): registers rung 5 needs.
+template <int D, Layout L>
+inline constexpr int kRowChunks = D / 8 + (L == Layout::padded ? 1 : 0);
+
+template <int D, Layout L>
 __device__ __forceinline__ int chunk_slot(int row, int chunk) {
-  return row * (D / 8) + (kSwizzle ? chunk ^ (row & 7) : chunk);
+  if (L == Layout::swizzled) return row * kRowChunks<D, L> + (chunk ^ (row & 7));
+  return row * kRowChunks<D, L> + chunk;
 }
 
 // Starts copying rows [first, first + ROWS) of a [n_rows, D] matrix into `tile` (consecutive
 // threads take consecutive chunks of a row: coalesced). Rows past n_rows are zero-filled and
 // not read: a zero value times a zero probability adds nothing, where garbage could be NaN.
-template <int ROWS, int D, bool kSwizzle, class T>
+template <int ROWS, int D, Layout L, class T>
 __device__ __forceinline__ void load_tile(uint4* tile, const T* __restrict__ src, int first, int n_rows) {
   constexpr int kChunks = D / 8;
   static_assert(ROWS * kChunks % kThreads == 0, "every thread copies the same number of chunks");
@@ -78,7 +93,7 @@ __device__ __forceinline__ void load_tile(uint4* tile, const T* __restrict__ src
     const int i = threadIdx.x + step * kThreads, row = i / kChunks, chunk = i % kChunks;
     const bool inside = first + row < n_rows;
     const T* from = src + std::size_t(inside ? first + row : 0) * D + chunk * 8;
-    course::copy16_async(tile + chunk_slot<D, kSwizzle>(row, chunk), from, inside);
+    course::copy16_async(tile + chunk_slot<D, L>(row, chunk), from, inside);
   }
 }
 
@@ -86,13 +101,13 @@ __device__ __forceinline__ void load_tile(uint4* tile, const T* __restrict__ src
 // s = Q K^T for the warp's rows and the tile's kKeyTile keys. Per 16 columns of d (kk): the
 // A fragments of Q, then for each pair of 8-key blocks one ldmatrix of K (already the
 // "col" B layout: K is stored [key][d]) feeding two mma per row tile.
-template <class T, int D, int RT, bool kSwizzle>
+template <class T, int D, int RT, Layout L>
 __device__ __forceinline__ void score_tile(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
                                            const uint4* k_tile, int warp_row0, int lane) {
   // TODO(rung 1): zero s, then for each 16 columns of d (kk): the A fragments of the warp's
   // query rows (ldmatrix_x4 at row warp_row0 + 16r + lane % 16, chunk 2kk + lane / 16), and
   // for each pair of 8-key blocks one ldmatrix_x4 of K feeding two mma_16x8x16 per row tile.
-  // Address every chunk through chunk_slot<D, kSwizzle>.
+  // Address every chunk through chunk_slot<D, L>.
 #pragma unroll
   for (int r = 0; r < RT; ++r)
 #pragma unroll
@@ -132,7 +147,7 @@ __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], 
 // o += P V. The probabilities of keys 16ks..16ks+15 are already an A fragment: the score
 // blocks 2ks and 2ks + 1, rounded to T in pairs. V is stored [key][d] (row-major B), so
 // ldmatrix.trans hands out its fragments.
-template <class T, int D, int RT, bool kSwizzle>
+template <class T, int D, int RT, Layout L>
 __device__ __forceinline__ void accumulate_pv(float (&o)[RT][D / 8][4], const float (&p)[RT][kKeyTile / 8][4],
                                               const uint4* v_tile, int lane) {
   // TODO(rung 1): for each 16 keys (ks): pack the probabilities into the A fragment
@@ -149,7 +164,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
                                                              float* __restrict__ lse, AttentionShape shape,
                                                              float scale_log2, AttentionMask mask) {
   using St = Steps<R>;
-  constexpr int RT = St::kRowTiles, kChunks = D / 8;
+  constexpr int RT = St::kRowTiles, kChunks = kRowChunks<D, St::kLayout>;  // per row of a tile
   extern __shared__ uint4 shared[];
   uint4* q_tile = shared;
   uint4* k_tiles = q_tile + St::kQueries * kChunks;
@@ -192,12 +207,12 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
 
   // Copy groups, oldest first: q; then per tile its keys and its values. A wait_copies<1>
   // lets the newest group still be in flight.
-  load_tile<St::kQueries, D, St::kSwizzle>(q_tile, q_head, q0, n_q);
+  load_tile<St::kQueries, D, St::kLayout>(q_tile, q_head, q0, n_q);
   course::commit_copies();
   if (St::kPipelined) {  // the first tile's keys and values, ahead of the walk
-    load_tile<kKeyTile, D, St::kSwizzle>(k_tiles, k_head, 0, n_k);
+    load_tile<kKeyTile, D, St::kLayout>(k_tiles, k_head, 0, n_k);
     course::commit_copies();
-    load_tile<kKeyTile, D, St::kSwizzle>(v_tiles, v_head, 0, n_k);
+    load_tile<kKeyTile, D, St::kLayout>(v_tiles, v_head, 0, n_k);
     course::commit_copies();
   }
 
@@ -206,9 +221,9 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
     const uint4* k_tile = k_tiles + stage * kKeyTile * kChunks;
     const uint4* v_tile = v_tiles + stage * kKeyTile * kChunks;
     if (!St::kPipelined) {  // this tile's keys and values, waited for below
-      load_tile<kKeyTile, D, St::kSwizzle>(k_tiles, k_head, k0, n_k);
+      load_tile<kKeyTile, D, St::kLayout>(k_tiles, k_head, k0, n_k);
       course::commit_copies();
-      load_tile<kKeyTile, D, St::kSwizzle>(v_tiles, v_head, k0, n_k);
+      load_tile<kKeyTile, D, St::kLayout>(v_tiles, v_head, k0, n_k);
       course::commit_copies();
     }
     course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)
@@ -220,7 +235,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
     }
 
     float s[RT][kKeyTile / 8][4];
-    score_tile<T, D, RT, St::kSwizzle>(s, q_tile, k_tile, warp_row0, lane);
+    score_tile<T, D, RT, St::kLayout>(s, q_tile, k_tile, warp_row0, lane);
     if (!St::kTuned || k0 + kKeyTile > all_see) mask_scores(s, visible, k0, lane);
     softmax_update<D, RT>(s, m, l, o, scale_log2, St::kTuned);
 
@@ -233,7 +248,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
       // TODO(rung 3): start copying the next tile's values into stage `next`, likewise.
       course::commit_copies();
     }
-    accumulate_pv<T, D, RT, St::kSwizzle>(o, s, v_tile, lane);
+    accumulate_pv<T, D, RT, St::kLayout>(o, s, v_tile, lane);
     if (!St::kPipelined) __syncthreads();  // every warp is done with k and v before they are overwritten
   }
   course::wait_copies<0>();  // no copy outlives the block (a walk of 0 tiles still copied q)
@@ -264,7 +279,7 @@ template <class T, int D, Rung R>
 void launch(const T* Q, const T* K, const T* V, T* O, float* lse, const AttentionShape& shape, float scale,
             AttentionMask mask, cudaStream_t stream) {
   using St = Steps<R>;
-  const int shared_bytes = (St::kQueries + 2 * St::kStages * kKeyTile) * D * int(sizeof(T));
+  const int shared_bytes = (St::kQueries + 2 * St::kStages * kKeyTile) * kRowChunks<D, St::kLayout> * 16;
   const auto kernel = attention_kernel<T, D, R>;
   COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
   const dim3 grid(unsigned(shape.heads_total()), unsigned((shape.n_q + St::kQueries - 1) / St::kQueries));
