@@ -337,16 +337,25 @@ void launch_split(const T* q, const Elem* K, const Elem* V, const float* K_scale
   COURSE_CHECK_LAUNCH();
 }
 
+// Calls f(std::integral_constant<int, G>{}) for the group G the kernels are compiled for.
+template <class F>
+decltype(auto) with_group(int group, F&& f) {
+  switch (group) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
+}
+
 template <class Elem, class T, int D>
 void dispatch_group(const T* q, const Elem* K, const Elem* V, const float* K_scale, const float* V_scale,
                     const int* lengths, const CacheShape& s, float scale, int splits, course::MaxSum* part_state,
                     float* part_acc, cudaStream_t stream) {
-  switch (s.group()) {
-    case 1: return launch_split<Elem, T, D, 1>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, part_state, part_acc, stream);
-    case 2: return launch_split<Elem, T, D, 2>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, part_state, part_acc, stream);
-    case 4: return launch_split<Elem, T, D, 4>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, part_state, part_acc, stream);
-    default: return launch_split<Elem, T, D, 8>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, part_state, part_acc, stream);
-  }
+  with_group(s.group(), [&](auto group) {
+    launch_split<Elem, T, D, decltype(group)::value>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, part_state,
+                                                     part_acc, stream);
+  });
 }
 
 // Both kernels, for any storage Elem of the cache.
@@ -381,12 +390,7 @@ int resident_for_group() {
 }
 template <class Elem, int D>
 int resident(int group) {
-  switch (group) {
-    case 1: return resident_for_group<Elem, D, 1>();
-    case 2: return resident_for_group<Elem, D, 2>();
-    case 4: return resident_for_group<Elem, D, 4>();
-    default: return resident_for_group<Elem, D, 8>();
-  }
+  return with_group(group, [](auto g) { return resident_for_group<Elem, D, decltype(g)::value>(); });
 }
 
 // ---- Quantizing (given) ----------------------------------------------------------------

@@ -6,7 +6,8 @@
 // the dequantized cache, and the E4M3 decoding and quantizing (given).
 //
 // Every check: fresh random data, NaN in every cache position past a sequence's length
-// (never to be read), O and lse poisoned with NaN before the launch.
+// (never to be read), O, lse and the split workspace poisoned with NaN before the launch (a
+// split whose state is never written, or read from the wrong place, shows).
 //
 // Run: ctest --preset exercises -L 08   (or build/exercises/bin/test_ch08)
 #include "decode_attention.hpp"
@@ -105,6 +106,7 @@ course::CompareReport check_decode(const DecodeCase& c, int splits, bool fp8) {
   const float scale = course::default_scale(s.head_dim);
   d_O.poison();
   d_lse.poison();
+  workspace.poison();
   if (fp8) {
     const std::size_t rows = K.size() / s.head_dim;
     course::DeviceBuffer<std::uint8_t> K8(K.size()), V8(V.size());
