@@ -49,10 +49,6 @@ CompareReport check_sampled_rows(const AttentionProblemOf<T>& p, const std::stri
   const AttentionShape& s = p.shape;
   const int d = s.head_dim;
   const std::vector<std::size_t> which = sample_rows(s.heads_total() * s.n_q, 8);
-  const auto as_float = [](const std::vector<T>& v) {
-    const std::vector<double> wide = widen(v);
-    return std::vector<float>(wide.begin(), wide.end());
-  };
   const std::vector<float> q = as_float(p.Q.download_rows(d, which));
   const std::vector<T> o = p.O.download_rows(d, which);
   const std::vector<float> lse = p.lse.download_rows(1, which);

@@ -52,16 +52,7 @@ CompareReport check_attention(const AttentionRunnerOf<T>& run, const AttentionCa
                               Tolerance o_tolerance, Tolerance lse_tolerance) {
   const AttentionShape& s = c.shape;
   // The inputs as the GPU will hold them, and as float again for the reference.
-  const auto narrow = [](const std::vector<float>& v) {
-    std::vector<T> out(v.size());
-    for (std::size_t i = 0; i < v.size(); ++i) out[i] = DType<T>::narrow(v[i]);
-    return out;
-  };
-  const auto as_float = [](const std::vector<T>& v) {
-    const std::vector<double> wide = widen(v);
-    return std::vector<float>(wide.begin(), wide.end());
-  };
-  const std::vector<T> q = narrow(c.Q), k = narrow(c.K), v = narrow(c.V);
+  const std::vector<T> q = narrow<T>(c.Q), k = narrow<T>(c.K), v = narrow<T>(c.V);
   const auto want = reference::attention(as_float(q), as_float(k), as_float(v), s, c.scale, c.causal, c.key_lengths);
 
   // Every buffer is followed by a tail of NaN (inputs) or poison (outputs): a kernel that

@@ -61,13 +61,6 @@ DecodeCase make_case(course::Rng& rng, std::string name, CacheShape s, std::vect
   return c;
 }
 
-template <class T>
-std::vector<T> narrow(const std::vector<float>& v) {
-  std::vector<T> out(v.size());
-  std::transform(v.begin(), v.end(), out.begin(), course::DType<T>::narrow);
-  return out;
-}
-
 // The reference on the values the GPU sees (q, K, V rounded to T, or the dequantized FP8
 // cache): every query head gets its kv head's rows, the length is the padding mask.
 course::reference::Attention reference(const DecodeCase& c, const std::vector<double>& q,
@@ -97,7 +90,7 @@ course::Tolerance output_tolerance() {
 template <class T>
 course::CompareReport check_decode(const DecodeCase& c, int splits, bool fp8) {
   const CacheShape& s = c.shape;
-  const std::vector<T> q = narrow<T>(c.q), K = narrow<T>(c.K), V = narrow<T>(c.V);
+  const std::vector<T> q = course::narrow<T>(c.q), K = course::narrow<T>(c.K), V = course::narrow<T>(c.V);
   course::DeviceBuffer<T> d_q(q), d_K(K), d_V(V), d_O(q.size());
   course::DeviceBuffer<float> d_lse(std::size_t(s.batch) * s.heads);
   course::DeviceBuffer<int> d_lengths(c.lengths);
@@ -227,7 +220,7 @@ TEST_CASE("gpu (given): quantize_fp8: each value within E4M3's rounding of its r
   const int rows = 37, d = 128;
   std::vector<float> x = rng.logits(std::size_t(rows) * d, 1.0f, 20.0f);
   std::fill_n(x.begin(), d, 0.0f);  // a row of zeros: scale 0, bytes 0
-  const std::vector<__half> xh = narrow<__half>(x);
+  const std::vector<__half> xh = course::narrow<__half>(x);
   course::DeviceBuffer<__half> d_x(xh);
   course::DeviceBuffer<std::uint8_t> x8(x.size());
   course::DeviceBuffer<float> scale(rows);

@@ -101,6 +101,21 @@ std::vector<double> widen(const std::vector<float>& v);
 std::vector<double> widen(const std::vector<__half>& v);
 std::vector<double> widen(const std::vector<__nv_bfloat16>& v);
 
+// Floats rounded to storage type T, as a kernel's inputs are built on the host.
+template <class T>
+std::vector<T> narrow(const std::vector<float>& v) {
+  std::vector<T> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = DType<T>::narrow(v[i]);
+  return out;
+}
+
+// Stored values as float, for the float references: exact for every storage type.
+template <class T>
+std::vector<float> as_float(const std::vector<T>& v) {
+  const std::vector<double> wide = widen(v);
+  return std::vector<float>(wide.begin(), wide.end());
+}
+
 template <class T>
 CompareReport compare(const std::vector<T>& got, const std::vector<double>& ref, Tolerance tol,
                       Shape2D shape, const std::string& what, const std::string& hint = "") {
