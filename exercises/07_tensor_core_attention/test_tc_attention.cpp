@@ -26,11 +26,6 @@ using course::testing::AttentionCase;
 
 namespace {
 
-#define CH07_SKIP_WITHOUT_TENSOR_CORES()                                 \
-  do {                                                                   \
-    if (!::course::testing::gpu_ready(ch07::kMinMajor, 0)) return;       \
-  } while (0)
-
 template <class T>
 course::Tolerance output_tolerance();
 template <>
@@ -70,7 +65,7 @@ constexpr std::initializer_list<Rung> kEveryRung = {Rung::mma, Rung::swizzle, Ru
 }  // namespace
 
 TEST_CASE("gpu: rung 1 (yours): lengths around the mma tile (16), key tile (64) and query block (64)") {
-  CH07_SKIP_WITHOUT_TENSOR_CORES();
+  COURSE_SKIP_WITHOUT_GPU(ch07::kMinMajor, 0);
   COURSE_SEEDED_RNG(rng);
   for (int d : {64, 128})
     for (int n : {1, 2, 15, 16, 17, 63, 64, 65, 127, 129, 200}) {
@@ -81,7 +76,7 @@ TEST_CASE("gpu: rung 1 (yours): lengths around the mma tile (16), key tile (64) 
 }
 
 TEST_CASE("gpu: rung 3 (yours, the prefetch) and every other rung: lengths around the tiles and query blocks") {
-  CH07_SKIP_WITHOUT_TENSOR_CORES();
+  COURSE_SKIP_WITHOUT_GPU(ch07::kMinMajor, 0);
   COURSE_SEEDED_RNG(rng);
   for (int d : {64, 128})
     for (int n : {1, 17, 65, 128, 129, 257}) {
@@ -92,7 +87,7 @@ TEST_CASE("gpu: rung 3 (yours, the prefetch) and every other rung: lengths aroun
 }
 
 TEST_CASE("gpu: every rung: n_q != n_k both ways, decoding (n_q = 1), rows that see nothing") {
-  CH07_SKIP_WITHOUT_TENSOR_CORES();
+  COURSE_SKIP_WITHOUT_GPU(ch07::kMinMajor, 0);
   COURSE_SEEDED_RNG(rng);
   // (batch, heads, n_q, n_k, d). Causal is bottom-right: with n_q > n_k the first n_q - n_k
   // queries see nothing; with n_q = 1 the query sees every key.
@@ -104,7 +99,7 @@ TEST_CASE("gpu: every rung: n_q != n_k both ways, decoding (n_q = 1), rows that 
 }
 
 TEST_CASE("gpu: every rung: rows much longer than a tile, 1000 and 4096 keys (long)") {
-  CH07_SKIP_WITHOUT_TENSOR_CORES();
+  COURSE_SKIP_WITHOUT_GPU(ch07::kMinMajor, 0);
   COURSE_SEEDED_RNG(rng);
   if (!check_shape(rng, {2, 1, 1000, 1000, 128}, kEveryRung)) return;
   // 4096 keys: the float64 reference takes seconds, so the first and the last rung only.

@@ -38,6 +38,9 @@ constexpr float kLn2 = 0.693147180559945309f;
 // How a tile's rows sit in shared memory (see chunk_slot).
 enum class Layout { plain, swizzled, padded };
 
+// 16-query mma tiles per warp: one, or two from rung 4 on.
+__host__ __device__ constexpr int row_tiles(Rung rung) { return rung >= Rung::two_tiles ? 2 : 1; }
+
 // What rung R switches on.
 template <Rung R>
 struct Steps {
@@ -45,7 +48,7 @@ struct Steps {
                                     : R >= Rung::swizzle ? Layout::swizzled
                                                          : Layout::plain;
   static constexpr bool kPipelined = R >= Rung::pipelined;
-  static constexpr int kRowTiles = R >= Rung::two_tiles ? 2 : 1;  // 16-query mma tiles per warp
+  static constexpr int kRowTiles = row_tiles(R);
   static constexpr bool kTuned = R >= Rung::tuned;
   static constexpr int kQueries = kWarps * 16 * kRowTiles;  // per block
   static constexpr int kStages = kPipelined ? 2 : 1;       // K and V tile buffers
@@ -409,7 +412,7 @@ const char* rung_name(Rung rung) {
   return "?";
 }
 
-int query_tile(Rung rung) { return rung >= Rung::two_tiles ? 2 * 16 * kWarps : 16 * kWarps; }
+int query_tile(Rung rung) { return kWarps * 16 * row_tiles(rung); }
 
 bool supports_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
 

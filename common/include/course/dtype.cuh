@@ -93,6 +93,13 @@ __device__ __forceinline__ uint4 pack_pairs(const float (&in)[8]) {
 }
 }  // namespace detail
 
+// Two floats rounded to T (__half or __nv_bfloat16) and packed in one 32-bit word, `lo` in
+// the low half: the form of an mma operand register and of a 4-byte store.
+template <class T>
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+  return detail::narrow_word(make_float2(lo, hi), T{});
+}
+
 template <>
 __device__ __forceinline__ void unpack<__half>(const uint4& raw, float (&out)[8]) {
   detail::unpack_pairs<__half>(raw, out);

@@ -12,7 +12,7 @@
 //   C (16 x 8, 4 floats)                  c[0], c[1]: row g, cols 2t, 2t+1;  c[2], c[3]: row g + 8
 // (docs/images/07_mma_fragments.svg draws them.) Note that C's layout is A's for half the
 // columns: a score tile computed as C can become the A operand of the next product
-// without leaving the registers.
+// without leaving the registers, its floats paired by course::pack2 (dtype.cuh).
 //
 // ldmatrix.x4 loads four 8 x 8 matrices of 16-bit values: lanes 8i..8i+7 each give the
 // shared-memory address of one 16-byte row of matrix i, and every lane receives, in
@@ -20,10 +20,7 @@
 // an A or B fragment. The .trans form hands out the transpose (row 2t and 2t+1 of col g).
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <cstdint>
+#include "course/dtype.cuh"  // pack2: two floats as one register of an operand
 
 namespace course {
 
@@ -75,27 +72,6 @@ __device__ __forceinline__ void mma_16x8x16<__nv_bfloat16>(float (&c)[4], const 
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #endif
-}
-
-// Two floats rounded to T and packed in one register, `lo` in the low half (the lower
-// column): the form mma operands and 4-byte stores take.
-template <class T>
-__device__ __forceinline__ unsigned pack2(float lo, float hi);
-
-template <>
-__device__ __forceinline__ unsigned pack2<__half>(float lo, float hi) {
-  const __half2 pair = __floats2half2_rn(lo, hi);
-  unsigned word;
-  __builtin_memcpy(&word, &pair, sizeof word);
-  return word;
-}
-
-template <>
-__device__ __forceinline__ unsigned pack2<__nv_bfloat16>(float lo, float hi) {
-  const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
-  unsigned word;
-  __builtin_memcpy(&word, &pair, sizeof word);
-  return word;
 }
 
 }  // namespace course

@@ -30,9 +30,11 @@ bool gpu_ready(int min_major = 7, int min_minor = 5);
 
 }  // namespace course::testing
 
-#define COURSE_SKIP_WITHOUT_GPU()                          \
+// COURSE_SKIP_WITHOUT_GPU() or, for a chapter that needs a newer GPU,
+// COURSE_SKIP_WITHOUT_GPU(major, minor): the arguments of gpu_ready.
+#define COURSE_SKIP_WITHOUT_GPU(...)                       \
   do {                                                     \
-    if (!::course::testing::gpu_ready()) return;           \
+    if (!::course::testing::gpu_ready(__VA_ARGS__)) return; \
   } while (0)
 
 #define COURSE_SEEDED_RNG(name)                          \
