@@ -8,10 +8,10 @@ course_known_bad(top_left_causal
   REPLACE "const int last_seen = query + (n_k - n_q);  // bottom-right" "const int last_seen = query;  // bottom-right")
 course_known_bad(fully_masked_nan
   WHY "the store has no case for a row that sees nothing: exp(-inf - (-inf)) is NaN"
-  REPLACE "out[j] = sees_nothing ? 0.0f : exp_shifted(" "out[j] = exp_shifted(")
+  REPLACE "const bool zeros = whole_row.m == -INFINITY || own.m == -INFINITY;" "const bool zeros = false;")
 course_known_bad(reads_past_prefix
   WHY "the load reads whole vectors up to n_k, not up to the visible end"
   REPLACE "raw[i] = col + V <= row.end ? *reinterpret_cast" "raw[i] = col + V <= row.n_k ? *reinterpret_cast")
 course_known_bad(scale_twice
-  WHY "the store applies the 1/sqrt(d) scale to the score twice"
-  REPLACE "exp_shifted(out[j] * row.scale," "exp_shifted(out[j] * row.scale * row.scale,")
+  WHY "share_state applies the 1/sqrt(d) scale to the score twice when it forms p"
+  REPLACE "const float slope = row.scale * kLog2e;" "const float slope = row.scale * row.scale * kLog2e;")

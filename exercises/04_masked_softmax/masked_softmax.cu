@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace ch04 {
 
@@ -42,6 +43,7 @@ namespace {
 
 using course::MaxSum;
 using course::MergeMaxSum;
+using course::MergeMaxSumApprox;
 using course::to_float;
 
 // Row r of [batch * heads, n_q]: the query it holds (the index into the explicit mask and
@@ -227,33 +229,53 @@ __device__ __forceinline__ void drop_explicitly_masked(uint4 (&raw)[N], const Ro
   }
 }
 
+// Each visible key's exponential is computed once, by share_state, and kept in place of
+// its score until store_share writes it: one ex2 per key instead of two (the kernel is
+// about as much arithmetic as memory traffic, measured on an H200). The registers hold
+// T, so p = exp(scale * s - m) is stored rounded to T; fp16 keeps p * 2^10, so that p down
+// to 2^-24 (not 2^-14) is still a normal number with fp16's full precision.
+template <class T>
+constexpr int kKeptLog2 = std::is_same_v<T, __half> ? 10 : 0;
+template <class T>
+constexpr float kKeptScale = float(1 << kKeptLog2<T>);
+
 // The state (m, l) of this thread's keys, in units of scale * S: m = the max of
-// scale * s over them, l = the sum of exp(scale * s - m). Two passes over the registers
-// (unpacking is a shift or a convert), so only one vector's floats are live at a time.
-// A thread that sees no key has m = -inf and keeps the empty state (-inf, 0): decided
-// from m, before any exp(-inf - (-inf)) = NaN is formed.
+// scale * s over them, l = the sum of exp(scale * s - m). Overwrites every visible score
+// with p = exp(scale * s - m) * kKeptScale<T> (explicitly masked keys: -inf becomes 0).
+// Vectors from row.end on are all -inf: skipped, not computed (half of a causal row).
+// A thread that sees no key has max -inf and keeps the empty state (-inf, 0), its
+// scores untouched: decided from the max, before any exp(-inf - (-inf)) = NaN is formed.
 template <class T, int N>
-__device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[N], float scale) {
-  // TODO(04.3): m = the max over every value of every vector (course::unpack<T> each into a
-  // float[kVec<T>]). If m is -INFINITY this thread sees no key: return
-  // MergeMaxSum::identity(), before any exp is formed. Otherwise m *= scale (scale > 0),
-  // l = the sum over every value v of exp_shifted(v * scale, m); return {m, l}.
+__device__ __forceinline__ MaxSum share_state(uint4 (&raw)[N], const RowView& row) {
+  // TODO(04.3): skip every vector i with row.col(i) >= row.end (all -inf: nothing to add).
+  //   1. max_s = the max of the visible vectors' raw scores (max_s = course::max_into<T>(
+  //      max_s, raw[i]), from -INFINITY). If max_s is -INFINITY this thread sees no key:
+  //      return MergeMaxSum::identity(), before any exp is formed.
+  //   2. For each visible vector: course::unpack<T> it into float v[kVec<T>]; for each v,
+  //      p = course::exp2_approx(fmaf(v - max_s, row.scale * log2(e), kKeptLog2<T>)), which
+  //      is exp(scale * (v - max_s)) * kKeptScale<T>; add p to l; write the p's back with
+  //      raw[i] = course::pack<T>(v). Subtract max_s first: 1e4-sized scores must cancel
+  //      before anything is rounded.
+  //   3. return {max_s * row.scale, l / kKeptScale<T>}.
   return MergeMaxSum::identity();
 }
 
-// y = exp(scale * s - m) / l for every column of this thread's share, written where
-// load_visible read it from: 0 at masked keys (exp(-inf - m) = 0) and for a row that
-// sees no key. kWhole: as load_visible.
+// y = p * exp(m_thread - m) / l for every column of this thread's share (p as share_state
+// left it), written where load_visible read it from; 0 from row.end on, and everywhere
+// in a row or a thread that sees no key (its m is -inf: decide from m, since
+// exp(-inf - (-inf)) is NaN whatever l is). kWhole: as load_visible.
 template <class T, int N, bool kWhole>
 __device__ __forceinline__ void store_share(const uint4 (&raw)[N], T* __restrict__ y_row, const RowView& row,
-                                            MaxSum whole_row) {
-  // TODO(04.4): a row that sees no key has whole_row.m == -INFINITY: its y is all zeros
-  // (decide from m: exp_shifted(-inf, -inf) is NaN already, whatever l is). Otherwise, for
-  // each vector: unpack it, out[j] = exp_shifted(value * row.scale, whole_row.m) / whole_row.l
-  // (masked keys hold -inf: their out is 0), and write it where load_visible read it
-  // from: kWhole, course::store_vec(y_row + col, out) if col < row.n_k; otherwise value by
-  // value (course::from_float<T>), columns < row.n_k only. Every column is written, the
-  // masked ones too: they must read 0.
+                                            MaxSum whole_row, MaxSum own) {
+  // TODO(04.4): zeros when whole_row.m or own.m is -INFINITY (decide from m:
+  // exp_shifted(-inf, -inf) is NaN already, whatever l is). Otherwise one factor for the
+  // thread, exp_shifted(own.m, whole_row.m) / (whole_row.l * kKeptScale<T>): chapter 03's
+  // correction from the thread's max to the row's, the division by l and the undoing of
+  // kKeptScale in one number. For each vector: unpack it; out[j] = p * factor if
+  // row.col(i) < row.end, else 0; write it where load_visible read it from: kWhole,
+  // course::store_vec(y_row + col, out) if col < row.n_k; otherwise value by value
+  // (course::from_float<T>), columns < row.n_k only. Every column is written, the masked
+  // ones too: they must read 0.
 }
 
 // Short rows (at most 32 * N * kVec<T> keys): one warp per row, kWarpsPerBlock rows per
@@ -271,8 +293,9 @@ __global__ void masked_softmax_warp_rows_kernel(const T* __restrict__ S, T* __re
   uint4 raw[N];
   load_visible<T, N, kWhole>(raw, S + row_start, view);
   if (view.keep != nullptr) drop_explicitly_masked<T, N, kWhole>(raw, view);
-  const MaxSum whole_row = course::warp_reduce(share_state<T>(raw, scale), MergeMaxSum{});
-  store_share<T, N, kWhole>(raw, y + row_start, view, whole_row);
+  const MaxSum own = share_state<T>(raw, view);
+  const MaxSum whole_row = course::warp_reduce(own, MergeMaxSumApprox{});
+  store_share<T, N, kWhole>(raw, y + row_start, view, whole_row, own);
 }
 
 // Longer rows: one block per row, or a cluster of `cluster_size` blocks per row (sm_90+).
@@ -295,9 +318,10 @@ masked_softmax_block_rows_kernel(const T* __restrict__ S, T* __restrict__ y, Sco
   uint4 raw[kVectors];
   load_visible<T, kVectors, true>(raw, S + row_start, view);
   if (view.keep != nullptr) drop_explicitly_masked<T, kVectors, true>(raw, view);
-  MaxSum whole_row = course::block_reduce(share_state<T>(raw, scale), MergeMaxSum{}, scratch);
-  whole_row = course::cluster_merge(whole_row, MergeMaxSum{}, cluster_size);  // the blocks of a cluster (sm_90)
-  store_share<T, kVectors, true>(raw, y + row_start, view, whole_row);
+  const MaxSum own = share_state<T>(raw, view);
+  MaxSum whole_row = course::block_reduce(own, MergeMaxSumApprox{}, scratch);
+  whole_row = course::cluster_merge(whole_row, MergeMaxSumApprox{}, cluster_size);  // the blocks of a cluster (sm_90)
+  store_share<T, kVectors, true>(raw, y + row_start, view, whole_row, own);
   course::cluster_release(cluster_size);
 }
 

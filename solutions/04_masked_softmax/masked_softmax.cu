@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace ch04 {
 
@@ -39,6 +40,7 @@ namespace {
 
 using course::MaxSum;
 using course::MergeMaxSum;
+using course::MergeMaxSumApprox;
 using course::to_float;
 
 // Row r of [batch * heads, n_q]: the query it holds (the index into the explicit mask and
@@ -234,53 +236,74 @@ __device__ __forceinline__ void drop_explicitly_masked(uint4 (&raw)[N], const Ro
   }
 }
 
+// Each visible key's exponential is computed once, by share_state, and kept in place of
+// its score until store_share writes it: one ex2 per key instead of two (the kernel is
+// about as much arithmetic as memory traffic, measured on an H200). The registers hold
+// T, so p = exp(scale * s - m) is stored rounded to T; fp16 keeps p * 2^10, so that p down
+// to 2^-24 (not 2^-14) is still a normal number with fp16's full precision.
+template <class T>
+constexpr int kKeptLog2 = std::is_same_v<T, __half> ? 10 : 0;
+template <class T>
+constexpr float kKeptScale = float(1 << kKeptLog2<T>);
+
 // The state (m, l) of this thread's keys, in units of scale * S: m = the max of
-// scale * s over them, l = the sum of exp(scale * s - m). Two passes over the registers
-// (unpacking is a shift or a convert), so only one vector's floats are live at a time.
-// A thread that sees no key has m = -inf and keeps the empty state (-inf, 0): decided
-// from m, before any exp(-inf - (-inf)) = NaN is formed.
+// scale * s over them, l = the sum of exp(scale * s - m). Overwrites every visible score
+// with p = exp(scale * s - m) * kKeptScale<T> (explicitly masked keys: -inf becomes 0).
+// Vectors from row.end on are all -inf: skipped, not computed (half of a causal row).
+// A thread that sees no key has max -inf and keeps the empty state (-inf, 0), its
+// scores untouched: decided from the max, before any exp(-inf - (-inf)) = NaN is formed.
 template <class T, int N>
-__device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[N], float scale) {
+__device__ __forceinline__ MaxSum share_state(uint4 (&raw)[N], const RowView& row) {
   constexpr int V = course::kVec<T>;
-  float m = -INFINITY;
+  constexpr float kLog2e = 1.4426950408889634f;
+  float max_s = -INFINITY;
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-    float v[V];
-    course::unpack<T>(raw[i], v);
-#pragma unroll
-    for (int j = 0; j < V; ++j) m = fmaxf(m, v[j]);
-  }
-  if (m == -INFINITY) return MergeMaxSum::identity();
-  m *= scale;  // max(scale * s) = scale * max(s): scale > 0
+  for (int i = 0; i < N; ++i)
+    if (row.col(i) < row.end) max_s = course::max_into<T>(max_s, raw[i]);
+  if (max_s == -INFINITY) return MergeMaxSum::identity();
+  // exp(scale * (s - max)) = 2^((s - max) * scale * log2 e): the difference first, so
+  // that huge scores (1e4) cancel exactly before anything is rounded.
+  const float slope = row.scale * kLog2e;
   float l = 0.0f;
 #pragma unroll
   for (int i = 0; i < N; ++i) {
+    if (row.col(i) >= row.end) continue;
     float v[V];
     course::unpack<T>(raw[i], v);
 #pragma unroll
-    for (int j = 0; j < V; ++j) l += exp_shifted(v[j] * scale, m);  // masked keys: exp(-inf) = 0
+    for (int j = 0; j < V; ++j) {
+      v[j] = course::exp2_approx(fmaf(v[j] - max_s, slope, float(kKeptLog2<T>)));
+      l += v[j];
+    }
+    raw[i] = course::pack<T>(v);
   }
-  return {m, l};
+  return {max_s * row.scale, l * (1.0f / kKeptScale<T>)};  // max(scale * s) = scale * max(s): scale > 0
 }
 
-// y = exp(scale * s - m) / l for every column of this thread's share, written where
-// load_visible read it from: 0 at masked keys (exp(-inf - m) = 0) and for a row that
-// sees no key. kWhole: as load_visible.
+// y = p * exp(m_thread - m) / l for every column of this thread's share (p as share_state
+// left it), written where load_visible read it from; 0 from row.end on, and everywhere
+// in a row or a thread that sees no key (its m is -inf: decide from m, since
+// exp(-inf - (-inf)) is NaN whatever l is). kWhole: as load_visible.
 template <class T, int N, bool kWhole>
 __device__ __forceinline__ void store_share(const uint4 (&raw)[N], T* __restrict__ y_row, const RowView& row,
-                                            MaxSum whole_row) {
+                                            MaxSum whole_row, MaxSum own) {
   constexpr int V = course::kVec<T>;
-  // Decide from m, not from l: in a row that sees no key m is -inf, and every
-  // exp_shifted(-inf, -inf) is NaN (-inf - (-inf)) before any test of l could run.
-  const bool sees_nothing = whole_row.m == -INFINITY;
-  const float inv_l = sees_nothing ? 0.0f : 1.0f / whole_row.l;
+  const bool zeros = whole_row.m == -INFINITY || own.m == -INFINITY;
+  // The thread's correction to the row's max, as chapter 03's merge, and the division by l
+  // and by kKeptScale folded into one factor: one multiply per key.
+  const float factor = zeros ? 0.0f : exp_shifted(own.m, whole_row.m) / (whole_row.l * kKeptScale<T>);
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     const int col = row.col(i);
     float out[V];
     course::unpack<T>(raw[i], out);
+    if (!zeros && col < row.end) {
 #pragma unroll
-    for (int j = 0; j < V; ++j) out[j] = sees_nothing ? 0.0f : exp_shifted(out[j] * row.scale, whole_row.m) * inv_l;
+      for (int j = 0; j < V; ++j) out[j] *= factor;
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) out[j] = 0.0f;
+    }
     if constexpr (kWhole) {
       if (col < row.n_k) course::store_vec(y_row + col, out);
     } else {
@@ -306,8 +329,9 @@ __global__ void masked_softmax_warp_rows_kernel(const T* __restrict__ S, T* __re
   uint4 raw[N];
   load_visible<T, N, kWhole>(raw, S + row_start, view);
   if (view.keep != nullptr) drop_explicitly_masked<T, N, kWhole>(raw, view);
-  const MaxSum whole_row = course::warp_reduce(share_state<T>(raw, scale), MergeMaxSum{});
-  store_share<T, N, kWhole>(raw, y + row_start, view, whole_row);
+  const MaxSum own = share_state<T>(raw, view);
+  const MaxSum whole_row = course::warp_reduce(own, MergeMaxSumApprox{});
+  store_share<T, N, kWhole>(raw, y + row_start, view, whole_row, own);
 }
 
 // Longer rows: one block per row, or a cluster of `cluster_size` blocks per row (sm_90+).
@@ -330,9 +354,10 @@ masked_softmax_block_rows_kernel(const T* __restrict__ S, T* __restrict__ y, Sco
   uint4 raw[kVectors];
   load_visible<T, kVectors, true>(raw, S + row_start, view);
   if (view.keep != nullptr) drop_explicitly_masked<T, kVectors, true>(raw, view);
-  MaxSum whole_row = course::block_reduce(share_state<T>(raw, scale), MergeMaxSum{}, scratch);
-  whole_row = course::cluster_merge(whole_row, MergeMaxSum{}, cluster_size);  // the blocks of a cluster (sm_90)
-  store_share<T, kVectors, true>(raw, y + row_start, view, whole_row);
+  const MaxSum own = share_state<T>(raw, view);
+  MaxSum whole_row = course::block_reduce(own, MergeMaxSumApprox{}, scratch);
+  whole_row = course::cluster_merge(whole_row, MergeMaxSumApprox{}, cluster_size);  // the blocks of a cluster (sm_90)
+  store_share<T, kVectors, true>(raw, y + row_start, view, whole_row, own);
   course::cluster_release(cluster_size);
 }
 

@@ -6,6 +6,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 namespace course {
 
 __device__ __forceinline__ float to_float(float v) { return v; }
@@ -115,6 +117,28 @@ __device__ __forceinline__ void unpack<__nv_bfloat16>(const uint4& raw, float (&
 template <>
 __device__ __forceinline__ uint4 pack<__nv_bfloat16>(const float (&in)[8]) {
   return detail::pack_pairs<__nv_bfloat16>(in);
+}
+
+// max(m, each value of a raw vector), as a float. 16-bit values are compared in pairs as
+// stored (one max instruction per two values; the max of rounded values needs no
+// widening to be exact), and only the winner of each vector is widened.
+template <class T>
+__device__ __forceinline__ float max_into(float m, const uint4& raw) {
+  if constexpr (kVec<T> == 4) {
+    float v[4];
+    unpack<T>(raw, v);
+    return fmaxf(fmaxf(m, fmaxf(v[0], v[1])), fmaxf(v[2], v[3]));
+  } else {
+    using Pair = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
+    const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+    Pair pairs[4];
+    __builtin_memcpy(pairs, words, sizeof words);
+    const Pair top = __hmax2(__hmax2(pairs[0], pairs[1]), __hmax2(pairs[2], pairs[3]));
+    unsigned word;
+    __builtin_memcpy(&word, &top, sizeof word);
+    const float2 f = detail::widen_word(word, T{});
+    return fmaxf(m, fmaxf(f.x, f.y));
+  }
 }
 
 // out[i] = p[i] for i < kVec<T>, one 16-byte load; p must be 16-byte aligned.
