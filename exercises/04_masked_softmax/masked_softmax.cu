@@ -150,14 +150,17 @@ struct RowView {
 };
 
 __device__ RowView row_view(int row, ScoreShape shape, float scale, Mask mask, int first_col, int stride_cols) {
-  const RowOwner owner = owner_of(row, shape);
-  const int key_length = mask.key_lengths ? mask.key_lengths[owner.batch] : shape.n_k;
+  // Each of owner_of's two integer divisions only where a mask needs it: a division by a
+  // value known only at run time is dozens of instructions, a visible share of a short
+  // row's work (the warp kernel is bound by instructions, not by memory).
+  const int query = mask.causal || mask.keep ? owner_of(row, shape).query : 0;
+  const int key_length = mask.key_lengths ? mask.key_lengths[owner_of(row, shape).batch] : shape.n_k;
   return {first_col,
           stride_cols,
           shape.n_k,
-          visible_end(owner.query, shape.n_q, shape.n_k, mask.causal, key_length),
+          visible_end(query, shape.n_q, shape.n_k, mask.causal, key_length),
           scale,
-          mask.keep ? mask.keep + std::size_t(owner.query) * shape.n_k : nullptr};
+          mask.keep ? mask.keep + std::size_t(query) * shape.n_k : nullptr};
 }
 
 // kVec<T> masked keys: the raw vector of -inf.
@@ -278,6 +281,16 @@ __device__ __forceinline__ void store_share(const uint4 (&raw)[N], T* __restrict
   // ones too: they must read 0.
 }
 
+// The row's state from its lanes' states: chapter 03's merge over the warp, taken apart
+// into two butterflies, the max first and then the sums, each corrected once from its
+// lane's max to the row's. Five merges cost about three times as many instructions, a
+// visible share of a short row's work.
+__device__ __forceinline__ MaxSum warp_merge(MaxSum own) {
+  const float m = course::warp_reduce(own.m, course::Max{});
+  const float l = course::warp_reduce(own.m == -INFINITY ? 0.0f : own.l * exp_shifted(own.m, m), course::Sum{});
+  return {m, l};  // every lane empty: (-inf, 0), the empty state
+}
+
 // Short rows (at most 32 * N * kVec<T> keys): one warp per row, kWarpsPerBlock rows per
 // block; the row's state needs only the warp's shuffles, no shared memory, no barrier.
 // N = 4 for rows that would leave lanes idle with 8 (a 1024-key fp16 row).
@@ -294,7 +307,7 @@ __global__ void masked_softmax_warp_rows_kernel(const T* __restrict__ S, T* __re
   load_visible<T, N, kWhole>(raw, S + row_start, view);
   if (view.keep != nullptr) drop_explicitly_masked<T, N, kWhole>(raw, view);
   const MaxSum own = share_state<T>(raw, view);
-  const MaxSum whole_row = course::warp_reduce(own, MergeMaxSumApprox{});
+  const MaxSum whole_row = warp_merge(own);
   store_share<T, N, kWhole>(raw, y + row_start, view, whole_row, own);
 }
 
