@@ -44,6 +44,7 @@ namespace {
 using course::MaxSum;
 using course::MergeMaxSum;
 using course::MergeMaxSumApprox;
+using course::kLog2e;
 using course::to_float;
 
 // Row r of [batch * heads, n_q]: the query it holds (the index into the explicit mask and

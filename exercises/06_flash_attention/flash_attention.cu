@@ -34,6 +34,7 @@ constexpr int kThreads = 256;
 constexpr int kRows = 4;  // query rows per thread: kQueryTile = 16 (ty) * kRows
 constexpr int kPad = 4;   // floats of padding per shared row, see Tiles
 constexpr unsigned kFullWarp = 0xffffffffu;
+using course::kLog2e;
 
 // The block's shared memory, for head dimension D and key tile BN.
 // Rows of q and k are padded to D + 4 floats: a row is then 4 banks after the previous
@@ -164,7 +165,6 @@ __global__ void __launch_bounds__(kThreads)
 template <int D, int BN>
 void launch(const float* Q, const float* K, const float* V, float* O, float* lse, const AttentionShape& s,
             float scale, AttentionMask mask, cudaStream_t stream) {
-  constexpr float kLog2e = 1.4426950408889634f;
   const auto kernel = flash_attention_kernel<D, BN>;
   constexpr int kShared = sizeof(Tiles<D, BN>);
   COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));

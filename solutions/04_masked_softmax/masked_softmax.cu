@@ -41,6 +41,7 @@ namespace {
 using course::MaxSum;
 using course::MergeMaxSum;
 using course::MergeMaxSumApprox;
+using course::kLog2e;
 using course::to_float;
 
 // Row r of [batch * heads, n_q]: the query it holds (the index into the explicit mask and
@@ -258,7 +259,6 @@ constexpr float kKeptScale = float(1 << kKeptLog2<T>);
 template <class T, int N>
 __device__ __forceinline__ MaxSum share_state(uint4 (&raw)[N], const RowView& row) {
   constexpr int V = course::kVec<T>;
-  constexpr float kLog2e = 1.4426950408889634f;
   float max_s = -INFINITY;
 #pragma unroll
   for (int i = 0; i < N; ++i)

@@ -359,7 +359,7 @@ void launch(const T* Q, const T* K, const T* V, T* O, float* lse, const Attentio
   const auto kernel = attention_kernel<T, D, R>;
   COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
   const dim3 grid(unsigned(shape.heads_total()), unsigned((shape.n_q + St::kQueries - 1) / St::kQueries));
-  kernel<<<grid, kThreads, shared_bytes, stream>>>(Q, K, V, O, lse, shape, scale * 1.44269504088896341f, mask);
+  kernel<<<grid, kThreads, shared_bytes, stream>>>(Q, K, V, O, lse, shape, scale * course::kLog2e, mask);
   COURSE_CUDA_CHECK(cudaGetLastError());
 }
 

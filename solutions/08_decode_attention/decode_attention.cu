@@ -43,7 +43,7 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kTileKeys = 32;  // positions per warp per step: lane j scores position j
 constexpr int kStages = 2;     // a warp's key tiles: the one it scores, the next
 constexpr int kPad = 16;       // bytes after each K row in shared memory, see WarpTiles
-constexpr float kLog2e = 1.4426950408889634f;
+using course::kLog2e;
 constexpr float kLn2 = 0.6931471805599453f;
 
 // ---- Reading cache elements as float ---------------------------------------------------

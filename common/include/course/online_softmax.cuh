@@ -13,6 +13,9 @@
 
 namespace course {
 
+// log2(e): exp(x) = 2^(x log2 e), the conversion every kernel that exponentiates on ex2 needs.
+inline constexpr float kLog2e = 1.4426950408889634f;
+
 struct MaxSum {
   float m;
   float l;
@@ -39,7 +42,6 @@ __device__ __forceinline__ float exp2_approx(float x) {
   return y;
 }
 __device__ __forceinline__ float exp_shifted(float x, float m) {
-  constexpr float kLog2e = 1.4426950408889634f;
   return exp2_approx((x - m) * kLog2e);
 }
 
