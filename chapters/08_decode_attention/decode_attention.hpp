@@ -14,7 +14,8 @@
 // lse = -inf. Cache positions at or past a sequence's length are never read: they may hold
 // anything, NaN included. Every pointer is a device pointer, 16-byte aligned (cudaMalloc's
 // are). The launch functions check their arguments (std::invalid_argument naming the one
-// that failed), enqueue on `stream` and return without waiting.
+// that failed; std::runtime_error on a GPU older than sm_80), enqueue on `stream` and return
+// without waiting.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -38,6 +39,9 @@ struct CacheShape {
 // The kernels are compiled for head_dim 64 and 128 and groups 1, 2, 4 and 8.
 bool supports(const CacheShape& shape);
 
+// Both products run on tensor cores (chapter 07's mma.sync, ldmatrix, cp.async): sm_80 or newer.
+constexpr int kMinMajor = 8;
+
 // ---- Split-KV ----------------------------------------------------------------------------
 // One block per (sequence, kv head) leaves most of the GPU idle at small batch: batch 1
 // with 8 kv heads is 8 blocks on a 132-SM GPU. Split-KV cuts each cache into `splits`
@@ -45,8 +49,9 @@ bool supports(const CacheShape& shape);
 // output) in the workspace, and a second kernel merges them (chapter 03's merge).
 //
 // How many splits this GPU wants for this shape (given): one wave, as many blocks as fit on
-// every SM at once (blocks_per_sm, from resident_blocks), no chunk shorter than 256
-// positions, at most kMaxSplits.
+// every SM at once (blocks_per_sm, from resident_blocks); when even one split is more than
+// a wave, enough splits to fill the waves to 95%; no chunk shorter than 256 positions, at
+// most kMaxSplits.
 constexpr int kMaxSplits = 128;
 int choose_splits(const CacheShape& shape, int sm_count, int blocks_per_sm = 1);
 // How many split blocks fit on one SM of the current GPU at once (given): shared memory
