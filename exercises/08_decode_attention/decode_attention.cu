@@ -15,9 +15,17 @@
 // barrier: cp.async fetches the warp's next keys while it scores this tile, and its next
 // values while it scores the next tile. One buffer of values instead of two lets two
 // blocks share an SM at head_dim 128 in fp16: twice the warps to hide each one's latency.
-// Per tile, lane j scores position j for every query head of the group (the K row read
-// from shared memory, the queries broadcast), then the lanes split head_dim to add p V.
-// Scores are in log2 units (q pre-multiplied by scale * log2 e): every exp is one ex2.
+//
+// Both products run on tensor cores (chapter 07's mma.sync m16n8k16): S = Q K^T with the
+// group's queries as the rows of A (G of its 16 rows used; the others are zero) and the
+// tile's keys as B, then O += P V with P, still in registers, as A. A decoding step does
+// so little arithmetic per byte that wasting most of each mma costs nothing; what matters
+// is that a 32-position tile takes 64 mma instead of ~2,000 FMAs per lane. Lane 4g + t
+// owns query g's row of S, P and O (course/mma.cuh draws the fragments).
+//
+// An FP8 cache is widened to fp16 on its way from shared memory to the registers (E4M3
+// values are exact in fp16). The row scales stay in fp32: K's multiply the scores, V's
+// the probabilities (see ValueWeights).
 //
 // Fill in the TODOs, in order; everything else is complete. Check your work with
 //   cmake --build --preset exercises && ctest --preset exercises -L 08
@@ -27,6 +35,7 @@
 #include "course/async_copy.cuh"
 #include "course/cuda_check.hpp"
 #include "course/dtype.cuh"
+#include "course/mma.cuh"
 #include "course/online_softmax.cuh"
 #include "course/reduce.cuh"
 
@@ -44,67 +53,42 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kTileKeys = 32;  // positions per warp per step: lane j scores position j
-constexpr int kStages = 2;     // a warp's key tiles: the one it scores, the next
-constexpr int kPad = 16;       // bytes after each K row in shared memory, see WarpTiles
+constexpr int kTileKeys = 32;               // positions per warp per step
+constexpr int kScoreTiles = kTileKeys / 8;  // S = Q K^T: 8 positions per mma (its n)
+constexpr int kValueSteps = kTileKeys / 16;  // O += P V: 16 positions per mma (its k)
+constexpr int kStages = 2;                  // a warp's key tiles: the one it scores, the next
 using course::kLog2e;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// ---- Reading cache elements as float ---------------------------------------------------
-// Elem is the stored type: __half, __nv_bfloat16, or std::uint8_t holding an E4M3 byte.
-// kPerChunk: how many elements one 16-byte chunk holds.
+// ---- The cache in shared memory -----------------------------------------------------------
+// Elem is the stored type: __half, __nv_bfloat16, or std::uint8_t holding an E4M3 byte. The
+// tensor cores multiply in Operand<Elem>: the stored type, or fp16 for E4M3.
 template <class Elem>
-constexpr int kPerChunk = 16 / int(sizeof(Elem));
-
-// The 16 E4M3 bytes of a chunk as floats: the hardware converts pairs of bytes to pairs of
-// halves (one cvt on sm_89+), which widen exactly to float.
-__device__ __forceinline__ void unpack_chunk(const uint4& raw, float (&out)[16]) {
-  // TODO(08.4): out[i] = the value of byte i of raw (raw.x holds bytes 0..3, lowest first).
-  // Take the bytes two at a time: __nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3) turns a
-  // 16-bit pair into two halves (its low byte first), __half22float2 widens them.
-  for (int i = 0; i < 16; ++i) out[i] = 0.0f;
-}
-template <class T>
-__device__ __forceinline__ void unpack_chunk(const uint4& raw, float (&out)[8]) {
-  course::unpack<T>(raw, out);
-}
-
-// A pair of stored elements (one 16-bit word of E4M3 bytes, or 32 bits of two 16-bit
-// values) as two floats: the P V loop reads kDimsPerLane elements per lane, in pairs.
+constexpr bool kIsFp8 = std::is_same_v<Elem, std::uint8_t>;
 template <class Elem>
-__device__ __forceinline__ float2 unpack_pair(const unsigned char* p);
-template <>
-__device__ __forceinline__ float2 unpack_pair<std::uint8_t>(const unsigned char* p) {
-  // TODO(08.4): the two E4M3 bytes at p as floats, as in unpack_chunk.
-  return make_float2(0.0f, 0.0f);
-}
-template <>
-__device__ __forceinline__ float2 unpack_pair<__half>(const unsigned char* p) {
-  return __half22float2(*reinterpret_cast<const __half2*>(p));
-}
-template <>
-__device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(const unsigned char* p) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
-}
+using Operand = std::conditional_t<kIsFp8<Elem>, __half, Elem>;
 
-// ---- The split kernel ------------------------------------------------------------------
-
-// A warp's shared memory: kStages tiles of K rows and one of V rows, raw bytes as stored.
-// K rows are padded by 16 bytes: lane j reads row j, and a row stride that is an odd
-// multiple of 16 bytes puts the 8 lanes of a quarter-warp on 8 different 16-byte bank
-// groups. V rows are read across the lanes (lane e takes columns of every row): contiguous,
-// no padding needed.
-template <int kRowBytes>
-struct WarpTiles {
-  alignas(16) unsigned char k[kStages][kTileKeys][kRowBytes + kPad];
-  alignas(16) unsigned char v[kTileKeys][kRowBytes];
+// Row strides in bytes. Every read below takes 8 rows at once (ldmatrix's 8 row addresses,
+// or 8 lanes' 16-byte loads), and the stride puts those rows on different banks: an odd
+// number of 16-byte chunks for ldmatrix and FP8 keys at head_dim 128, and for FP8 keys at
+// head_dim 64 the bare 64 bytes (two rows fill the 128 bytes of banks). FP8 values are read
+// 4 bytes at a time from 4 rows 2 apart: 16 bytes of padding move each by 8 banks.
+template <class Elem, int D>
+struct Strides {
+  static constexpr int kRowBytes = D * int(sizeof(Elem));
+  static constexpr int kKey = kRowBytes + (kIsFp8<Elem> && D == 64 ? 0 : 16);
+  static constexpr int kValue = kRowBytes + 16;
 };
 
-// The block's shared memory besides the warps' tiles.
-template <int D, int G>
-struct BlockShared {
-  float q[G][D];                  // the group's queries, times scale * log2 e
-  float p[kWarps][kTileKeys][G];  // each warp's current p (times the V row's scale for FP8)
+// A warp's shared memory: kStages tiles of K rows and one of V rows, raw bytes as stored,
+// and (FP8) the tile's row scales.
+template <class Elem, int D>
+struct WarpTiles {
+  using S = Strides<Elem, D>;
+  alignas(16) unsigned char k[kStages][kTileKeys][S::kKey];
+  alignas(16) unsigned char v[kTileKeys][S::kValue];
+  float k_scale[kTileKeys];
+  float v_scale[kTileKeys];
 };
 
 // After the walk, the warps' states go through shared memory (reusing the tiles).
@@ -117,14 +101,11 @@ struct WarpStates {
 
 template <class Elem, int D, int G>
 struct SplitConfig {
-  static constexpr int kRowBytes = D * int(sizeof(Elem));
-  static constexpr int kChunks = kRowBytes / 16;  // 16-byte chunks per row
-  static constexpr int kDimsPerLane = D / 32;     // output columns per lane
-  static constexpr std::size_t kTilesBytes = sizeof(WarpTiles<kRowBytes>) * kWarps;
-  // The tiles, later reused for the warps' states, then the block's queries and p.
-  static constexpr std::size_t kBlockOffset =
+  static constexpr std::size_t kTilesBytes = sizeof(WarpTiles<Elem, D>) * kWarps;
+  // The tiles, later reused for the warps' states, then the group's queries.
+  static constexpr std::size_t kQueryOffset =
       kTilesBytes > sizeof(WarpStates<D, G>) ? kTilesBytes : sizeof(WarpStates<D, G>);
-  static constexpr std::size_t kShared = kBlockOffset + sizeof(BlockShared<D, G>);
+  static constexpr std::size_t kShared = kQueryOffset + sizeof(float) * G * D;
 };
 
 // Starts the copies of the 32 cache rows from position `first` (K or V, as stored) into
@@ -142,24 +123,157 @@ __device__ void fetch_rows(unsigned char (*rows)[kStride], const unsigned char* 
   }
 }
 
+// ---- Operands of the two products ---------------------------------------------------------
+// The sum over d in S = Q K^T may take the columns in any order, as long as Q and K agree.
+// From a 16-bit cache ldmatrix hands out K in mma order: k-step s, lane t holds columns
+// 16s + 2t, 16s + 2t + 1 (b[0]) and 16s + 2t + 8, 16s + 2t + 9 (b[1]). From FP8, lane t reads
+// its own quarter of the row instead, D/4 consecutive bytes: k-step s takes the 4 bytes at
+// t D/4 + 4s (b[0] the first two, b[1] the next two). query_column is that order, for Q.
+template <class Elem, int D>
+__device__ __forceinline__ int query_column(int s, int t, int i) {  // i: 0, 1 in b[0]; 2, 3 in b[1]
+  if constexpr (kIsFp8<Elem>)
+    return t * (D / 4) + 4 * s + i;
+  else
+    return 16 * s + 2 * t + (i & 1) + 8 * (i >> 1);
+}
+
+// Two E4M3 bytes (the low 16 bits of `pair`) as an fp16 pair, the first byte in the low half.
+__device__ __forceinline__ unsigned e4m3x2_to_half2(unsigned pair) {
+  // TODO(08.4): __nv_cvt_fp8x2_to_halfraw2(bytes, __NV_E4M3) converts a 16-bit pair of E4M3
+  // bytes (an __nv_fp8x2_storage_t, its low byte first) to a __half2_raw {x, y}; return the
+  // two halves as one register, x in the low 16 bits.
+  (void)pair;
+  return 0u;
+}
+
+// B of S = Q K^T for the 8 positions 8j .. 8j + 7 of the tile: b[s] for every k-step s.
+template <class Elem, int D, int kStride>
+__device__ __forceinline__ void key_fragments(unsigned (&b)[D / 16][2], const unsigned char (*k)[kStride], int j,
+                                              int lane) {
+  if constexpr (kIsFp8<Elem>) {
+    const unsigned char* quarter = &k[8 * j + lane / 4][(lane % 4) * (D / 4)];
+    for (int c = 0; c < D / 64; ++c) {  // 16 bytes: 4 k-steps
+      const uint4 raw = *reinterpret_cast<const uint4*>(quarter + 16 * c);
+      const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+      for (int w = 0; w < 4; ++w) {
+        b[4 * c + w][0] = e4m3x2_to_half2(words[w]);
+        b[4 * c + w][1] = e4m3x2_to_half2(words[w] >> 16);
+      }
+    }
+  } else {
+    // ldmatrix.x4: matrix i = 8 rows of 8 columns 32 kk + 8i: k-steps 2kk and 2kk + 1.
+    for (int kk = 0; kk < D / 32; ++kk) {
+      unsigned r[4];
+      course::ldmatrix_x4(r, course::shared_address(&k[8 * j + lane % 8][sizeof(Elem) * (32 * kk + 8 * (lane / 8))]));
+      b[2 * kk][0] = r[0], b[2 * kk][1] = r[1], b[2 * kk + 1][0] = r[2], b[2 * kk + 1][1] = r[3];
+    }
+  }
+}
+
+// In O += P V the output columns may come in any order too. P's k-step s covers positions
+// 16s .. 16s + 15 (score tiles 2s and 2s + 1), so lane t needs V's rows 16s + 2t, +1, +8, +9.
+// From a 16-bit cache ldmatrix.trans hands them out: n-tile n holds columns 8n .. 8n + 7. From
+// FP8, lane 4g + t loads 4 bytes (4 columns) of each of its 4 rows and regroups the bytes by
+// column, so n-tile 4c + i holds columns 32c + 4n' + i (n' = 0..7 the mma's n): value_column
+// maps an accumulator (n-tile, e) of lane t (columns 2t + e of the tile) back to d.
+template <class Elem>
+__device__ __forceinline__ int value_column(int n_tile, int t, int e) {
+  if constexpr (kIsFp8<Elem>)
+    return 32 * (n_tile / 4) + 4 * (2 * t + e) + n_tile % 4;
+  else
+    return 8 * n_tile + 2 * t + e;
+}
+
+// B of O += P V for k-step s (positions 16s .. 16s + 15): b[n] for every n-tile.
+template <class Elem, int D, int kStride>
+__device__ __forceinline__ void value_fragments(unsigned (&b)[D / 8][2], const unsigned char (*v)[kStride], int s,
+                                                int lane) {
+  if constexpr (kIsFp8<Elem>) {
+    const int g = lane / 4, t = lane % 4;
+    const unsigned char* rows = &v[16 * s + 2 * t][0];  // rows 2t, 2t + 1, 2t + 8, 2t + 9 from here
+    for (int c = 0; c < D / 32; ++c) {
+      const int byte = 4 * (g + 8 * c);
+      const unsigned r0 = *reinterpret_cast<const unsigned*>(rows + byte);
+      const unsigned r1 = *reinterpret_cast<const unsigned*>(rows + kStride + byte);
+      const unsigned r8 = *reinterpret_cast<const unsigned*>(rows + 8 * kStride + byte);
+      const unsigned r9 = *reinterpret_cast<const unsigned*>(rows + 9 * kStride + byte);
+      // Interleave two rows' bytes: column i of both rows becomes one 16-bit pair.
+      const unsigned low[2] = {__byte_perm(r0, r1, 0x5140), __byte_perm(r8, r9, 0x5140)};   // columns 0, 1
+      const unsigned high[2] = {__byte_perm(r0, r1, 0x7362), __byte_perm(r8, r9, 0x7362)};  // columns 2, 3
+      for (int half = 0; half < 2; ++half) {
+        b[4 * c + 0][half] = e4m3x2_to_half2(low[half]);
+        b[4 * c + 1][half] = e4m3x2_to_half2(low[half] >> 16);
+        b[4 * c + 2][half] = e4m3x2_to_half2(high[half]);
+        b[4 * c + 3][half] = e4m3x2_to_half2(high[half] >> 16);
+      }
+    }
+  } else {
+    // ldmatrix.x4.trans: matrices (rows +0, n-tile 2nn), (rows +8, 2nn), (+0, 2nn + 1), (+8, 2nn + 1).
+    const int row = 16 * s + lane % 8 + 8 * ((lane / 8) % 2);
+    for (int nn = 0; nn < D / 16; ++nn) {
+      unsigned r[4];
+      course::ldmatrix_x4_trans(r, course::shared_address(&v[row][sizeof(Elem) * (16 * nn + 8 * (lane / 16))]));
+      b[2 * nn][0] = r[0], b[2 * nn][1] = r[1], b[2 * nn + 1][0] = r[2], b[2 * nn + 1][1] = r[3];
+    }
+  }
+}
+
+// c += A B with only rows g (0..7) of A in use: a[1] and a[3], rows g + 8, are zero.
+template <class M>
+__device__ __forceinline__ void mma_rows_0_to_7(float (&c)[4], unsigned a0, unsigned a2, unsigned b0, unsigned b1) {
+  const unsigned a[4] = {a0, 0u, a2, 0u};
+  course::mma_16x8x16<M>(c, a, b0, b1);
+}
+
+// FP8 values: V's row scales multiply P, not V (they differ by row, and P's k is the row).
+// p times a small scale would fall below fp16's normal range, so each tile's scales are
+// divided by the tile's largest, `top`, and the accumulator is kept in units of `top`:
+//   acc_true = top * acc, so entering a tile: acc *= rescale * top_before / top.
+// A tile of all-zero rows keeps the previous `top` (its weights are 0 anyway).
+struct ValueWeights {
+  float top = 1.0f;
+};
+
+// ---- Launching the combine early (sm_90: programmatic dependent launch) ------------------
+// The combine kernel is launched with programmatic stream serialization: once every split
+// block has called allow_combine_launch, the combine's blocks may start, and they wait in
+// wait_for_split_kernel until the split kernel has finished and its writes are visible.
+// Their launch then overlaps the split kernel's last blocks instead of following them.
+__device__ __forceinline__ void allow_combine_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_split_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// ---- The split kernel ------------------------------------------------------------------
+
 // Block (split, b * kv_heads + kv). K, V: the cache's [batch, kv_heads, max_len, D] elements;
 // K_scale, V_scale: per-row scales (FP8) or nullptr. part_state: [batch * heads * splits]
 // (m, l) in log2 units; part_acc: [batch * heads * splits, D], unnormalized (relative to m).
+// With one split the block holds the whole sequence: it writes O and lse itself, and there
+// is no combine to launch.
 template <class Elem, class T, int D, int G>
 __global__ void __launch_bounds__(kThreads)
     split_kernel(const T* __restrict__ q, const Elem* __restrict__ K, const Elem* __restrict__ V,
                  const float* __restrict__ K_scale, const float* __restrict__ V_scale, const int* __restrict__ lengths,
                  int kv_heads, int max_len, int chunk, float scale_log2, course::MaxSum* __restrict__ part_state,
-                 float* __restrict__ part_acc) {
+                 float* __restrict__ part_acc, T* __restrict__ O, float* __restrict__ lse) {
   using Config = SplitConfig<Elem, D, G>;
-  constexpr int kRowBytes = Config::kRowBytes;
-  constexpr int kPerLane = Config::kDimsPerLane;
+  using Stride = Strides<Elem, D>;
+  using M = Operand<Elem>;
+  constexpr bool kFp8 = kIsFp8<Elem>;
   extern __shared__ float4 shared[];
-  auto* tiles = reinterpret_cast<WarpTiles<kRowBytes>*>(shared);
+  auto* tiles = reinterpret_cast<WarpTiles<Elem, D>*>(shared);
   auto& states = *reinterpret_cast<WarpStates<D, G>*>(shared);  // after the walk only
-  auto& block = *reinterpret_cast<BlockShared<D, G>*>(reinterpret_cast<unsigned char*>(shared) + Config::kBlockOffset);
+  auto* q_shared = reinterpret_cast<float(*)[D]>(reinterpret_cast<unsigned char*>(shared) + Config::kQueryOffset);
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int g = lane / 4, t = lane % 4;  // this lane's query (row of S, P, O) and quad lane
   const int split = blockIdx.x, splits = gridDim.x;
   const int kv_head = blockIdx.y;  // b * kv_heads + kv
   const int batch = kv_head / kv_heads;
@@ -170,36 +284,32 @@ __global__ void __launch_bounds__(kThreads)
   const int begin = split * chunk;
   const int end = min(begin + chunk, length);
 
-  // The group's queries, in log2 units, shared by every warp.
-  const T* q_group = q + (std::size_t(batch) * heads + first_head) * D;
-  for (int i = threadIdx.x; i < G * D; i += kThreads)
-    block.q[i / D][i % D] = course::to_float(q_group[i]) * scale_log2;
-  __syncthreads();
-
   const std::size_t cache_row0 = std::size_t(kv_head) * max_len;  // row of position 0
   const auto* K_bytes = reinterpret_cast<const unsigned char*>(K + cache_row0 * D);
   const auto* V_bytes = reinterpret_cast<const unsigned char*>(V + cache_row0 * D);
-  WarpTiles<kRowBytes>& mine = tiles[warp];
+  WarpTiles<Elem, D>& mine = tiles[warp];
 
-  float m[G], l[G], acc[G][kPerLane];  // this warp's state; l is this lane's share of the sum
-  for (int g = 0; g < G; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.0f;
-    for (int e = 0; e < kPerLane; ++e) acc[g][e] = 0.0f;
-  }
+  // This warp's state for query g: m (the same in the 4 lanes of the quad), l (this lane's
+  // share of the sum), acc[n][e]: O's columns value_column(n, t, e) (acc[n][2..3], rows
+  // g + 8 of the mma, stay 0).
+  float m = -INFINITY, l = 0.0f, acc[D / 8][4] = {};
+  ValueWeights weights;
 
   const int tiles_in_chunk = end > begin ? (end - begin + kTileKeys - 1) / kTileKeys : 0;
-  // FP8: each lane fetches the scales of its position one tile ahead, with the keys.
-  float k_scale = 1.0f, v_scale = 1.0f, next_k_scale = 1.0f, next_v_scale = 1.0f;
+  // FP8: lane j fetches the scales of position j of a tile one tile ahead, with the keys.
+  float next_k_scale = 0.0f, next_v_scale = 0.0f;
   auto fetch_keys = [&](int tile, int stage) {
     const int first = begin + tile * kTileKeys;
-    fetch_rows<kRowBytes>(mine.k[stage], K_bytes, first, end, lane);
-    if (K_scale != nullptr && first + lane < end) {
-      next_k_scale = K_scale[cache_row0 + first + lane];
-      next_v_scale = V_scale[cache_row0 + first + lane];
+    fetch_rows<Stride::kRowBytes>(mine.k[stage], K_bytes, first, end, lane);
+    if constexpr (kFp8) {
+      const bool valid = first + lane < end;
+      next_k_scale = valid ? K_scale[cache_row0 + first + lane] : 0.0f;
+      next_v_scale = valid ? V_scale[cache_row0 + first + lane] : 0.0f;
     }
   };
-  auto fetch_values = [&](int tile) { fetch_rows<kRowBytes>(mine.v, V_bytes, begin + tile * kTileKeys, end, lane); };
+  auto fetch_values = [&](int tile) {
+    fetch_rows<Stride::kRowBytes>(mine.v, V_bytes, begin + tile * kTileKeys, end, lane);
+  };
   // Copy groups complete in order. Entering tile t, the pending ones are t's keys, then
   // t's values; the loop adds the next tile's keys. (Empty groups keep the count uniform.)
   int stage = 0;
@@ -207,93 +317,178 @@ __global__ void __launch_bounds__(kThreads)
   course::commit_copies();
   if (warp < tiles_in_chunk) fetch_values(warp);
   course::commit_copies();
+
+  // The group's queries, shared by every warp (loaded while the first tiles are on their way).
+  const T* q_group = q + (std::size_t(batch) * heads + first_head) * D;
+  for (int i = threadIdx.x; i < G * D; i += kThreads) q_shared[i / D][i % D] = course::to_float(q_group[i]);
+  __syncthreads();
+
+  // This lane's row of Q as the A operand (rows g >= G are zero). FP8 multiplies in fp16,
+  // whose range is narrower than bf16's: each query is scaled by a power of two (exact) so
+  // its largest element is below 2^14, and the scores by its inverse.
+  float q_unit = 1.0f;
+  if constexpr (kFp8) {
+    float amax = 0.0f;
+    for (int i = t; i < D && g < G; i += 4) amax = fmaxf(amax, fabsf(q_shared[g][i]));
+    amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, 2));
+    int exponent = 0;
+    frexpf(amax, &exponent);  // amax < 2^exponent
+    q_unit = amax > 0.0f ? ldexpf(1.0f, min(14 - exponent, 126)) : 1.0f;
+  }
+  unsigned qa[D / 16][2];
+  for (int s = 0; s < D / 16; ++s)
+    for (int half = 0; half < 2; ++half) {
+      float x[2] = {0.0f, 0.0f};
+      for (int i = 0; i < 2 && g < G; ++i) x[i] = q_shared[g][query_column<Elem, D>(s, t, 2 * half + i)] * q_unit;
+      qa[s][half] = course::pack2<M>(x[0], x[1]);
+    }
+  const float score_unit = scale_log2 / q_unit;  // scores in log2 units
+
   for (int tile = warp; tile < tiles_in_chunk; tile += kWarps, stage ^= 1) {
-    k_scale = next_k_scale;
-    v_scale = next_v_scale;
+    if constexpr (kFp8) mine.k_scale[lane] = next_k_scale, mine.v_scale[lane] = next_v_scale;
     if (tile + kWarps < tiles_in_chunk) fetch_keys(tile + kWarps, stage ^ 1);
     course::commit_copies();
-    course::wait_copies<2>();    // all but the 2 newest groups: this tile's keys have landed
-    __syncwarp();                // ... for every lane's copies, not only this lane's
+    course::wait_copies<2>();  // all but the 2 newest groups: this tile's keys have landed
+    __syncwarp();              // ... for every lane's copies, not only this lane's
 
-    // 1. Lane j scores position first + j against every query of the group.
-    const int position = begin + tile * kTileKeys + lane;
-    float s[G] = {};
-    // TODO(08.1): scores and the online softmax, for each query g < G:
-    //   - s[g] = sum over the kChunks 16-byte chunks c of this lane's K row
-    //     (mine.k[stage][lane][16c], unpacked with unpack_chunk to kPerChunk<Elem> floats)
-    //     times block.q[g][c * kPerChunk<Elem> + e];
-    //   - a position at or past `end` gets s = -inf; the others are multiplied by k_scale;
-    //   - m_new = max(m[g], the warp's max of s[g]) (course::warp_reduce with course::Max);
-    //     the factor 2^(m[g] - m_new) rescales l[g] and acc[g][*]; p = 2^(s[g] - m_new)
-    //     (course::exp2_approx) is added to this lane's l[g]; m[g] = m_new;
-    //   - block.p[warp][lane][g] = p * v_scale, or 0 past `end` (its scale was never loaded).
-    (void)position;
+    // 1. S = Q K^T: s[j][e] is query g's score of position 8j + 2t + e of the tile.
+    float s[kScoreTiles][2];
+    for (int j = 0; j < kScoreTiles; ++j) {
+      unsigned b[D / 16][2];
+      key_fragments<Elem, D>(b, mine.k[stage], j, lane);
+      float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int ks = 0; ks < D / 16; ++ks) mma_rows_0_to_7<M>(c, qa[ks][0], qa[ks][1], b[ks][0], b[ks][1]);
+      s[j][0] = c[0], s[j][1] = c[1];
+    }
+
+    // 2. The online softmax of chapter 03, per query, over the quad's 32 scores.
+    const int first = begin + tile * kTileKeys;
+    float p[kScoreTiles][2];  // query g's weight of position 8j + 2t + e, relative to the new m
+    float rescale;            // 2^(m before - m after): brings l and acc to the new max
+    // TODO(08.1): the online softmax of the tile, for this lane's query g:
+    //   - position first + 8j + 2t + e of s[j][e] is masked (score -inf) at or past `end`;
+    //     the others are multiplied by score_unit (scale * log2 e, in log2 units) and by
+    //     mine.k_scale[8j + 2t + e] for an FP8 cache (kFp8; the scales of K's rows);
+    //   - the tile's max over the quad's 32 scores: this lane's 8, then __shfl_xor_sync over
+    //     lane masks 1 and 2; m_new = max(m, that) is finite (the tile has a valid position);
+    //   - rescale = 2^(m - m_new) (course::exp2_approx), m = m_new;
+    //     p[j][e] = 2^(s[j][e] - m_new), and l = l * rescale + this lane's sum of its p.
+    for (int j = 0; j < kScoreTiles; ++j) p[j][0] = p[j][1] = 0.0f;
+    rescale = 1.0f;
     (void)s;
-    course::wait_copies<1>();  // this tile's values have landed too
-    __syncwarp();              // ... every lane's, and the warp's p are in place
+    (void)first;
+    (void)score_unit;
+    float acc_rescale = rescale;
+    if constexpr (kFp8) {  // P's weights: V's scales over the tile's largest (ValueWeights)
+      float top = 0.0f;
+      for (int j = 0; j < kScoreTiles; ++j)
+        for (int e = 0; e < 2; ++e) top = fmaxf(top, mine.v_scale[8 * j + 2 * t + e]);
+      top = fmaxf(top, __shfl_xor_sync(~0u, top, 1));
+      top = fmaxf(top, __shfl_xor_sync(~0u, top, 2));
+      if (top > 0.0f) {
+        acc_rescale *= weights.top / top;
+        weights.top = top;
+      }
+      const float inv_top = 1.0f / weights.top;
+      for (int j = 0; j < kScoreTiles; ++j)
+        for (int e = 0; e < 2; ++e) p[j][e] *= mine.v_scale[8 * j + 2 * t + e] * inv_top;
+    }
+    for (int n = 0; n < D / 8; ++n) acc[n][0] *= acc_rescale, acc[n][1] *= acc_rescale;
 
-    // 3. acc += p V: lane e owns columns [e * kPerLane, (e + 1) * kPerLane) of every row.
-    // TODO(08.2): for each position j < kTileKeys of the tile: read this lane's kPerLane
-    // values of V row j (mine.v[j], from byte lane * kPerLane * sizeof(Elem) on,
-    // two at a time with unpack_pair<Elem>) and add block.p[warp][j][g] * v[e] into
-    // acc[g][e] for every query g.
-    __syncwarp();  // done with the values and p before they are overwritten
+    course::wait_copies<1>();  // this tile's values have landed too
+    __syncwarp();              // ... every lane's
+
+    // 3. O += P V, P from the registers that held S: k-step ks = score tiles 2ks, 2ks + 1.
+    // TODO(08.2): for each k-step ks < kValueSteps (positions 16ks .. 16ks + 15):
+    //   - P's A operand: a0 = course::pack2<M>(p[2ks][0], p[2ks][1]) and a2 the same from
+    //     p[2ks + 1] (rows g + 8, a1 and a3, are zero: mma_rows_0_to_7 fills them in);
+    //   - V's B operands for every n-tile: value_fragments<Elem, D>(b, mine.v, ks, lane)
+    //     into unsigned b[D / 8][2];
+    //   - acc[n] += P V for every n < D / 8: mma_rows_0_to_7<M>(acc[n], a0, a2, b[n][0], b[n][1]).
+    __syncwarp();  // done with the values and scales before they are overwritten
     if (tile + kWarps < tiles_in_chunk) fetch_values(tile + kWarps);
     course::commit_copies();
   }
   course::wait_copies<0>();
+  allow_combine_launch();
   __syncthreads();  // every warp is done with its tiles: their memory now holds the states
 
   // 4. The block's state: merge the 4 warps' (m, l, acc), one (query, column) per thread.
-  for (int g = 0; g < G; ++g) {
-    const float l_warp = course::warp_reduce(l[g], course::Sum{});
-    if (lane == 0) states.m[warp][g] = m[g], states.l[warp][g] = l_warp;
-    for (int e = 0; e < kPerLane; ++e) states.acc[warp][g][lane * kPerLane + e] = acc[g][e];
+  l += __shfl_xor_sync(~0u, l, 1);
+  l += __shfl_xor_sync(~0u, l, 2);
+  if (g < G) {
+    if (t == 0) states.m[warp][g] = m, states.l[warp][g] = l;
+    for (int n = 0; n < D / 8; ++n)
+      for (int e = 0; e < 2; ++e) states.acc[warp][g][value_column<Elem>(n, t, e)] = acc[n][e] * weights.top;
   }
   __syncthreads();
   for (int i = threadIdx.x; i < G * D; i += kThreads) {
-    const int g = i / D, column = i % D;
+    const int query = i / D, column = i % D;
     float m_block = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) m_block = fmaxf(m_block, states.m[w][g]);
+    for (int w = 0; w < kWarps; ++w) m_block = fmaxf(m_block, states.m[w][query]);
     float l_block = 0.0f, acc_block = 0.0f;
     if (m_block != -INFINITY)  // else no warp saw a position: the empty state (-inf, 0, 0)
       for (int w = 0; w < kWarps; ++w) {
-        const float factor = course::exp2_approx(states.m[w][g] - m_block);  // 0 for an empty warp
-        l_block += states.l[w][g] * factor;
-        acc_block += states.acc[w][g][column] * factor;
+        const float factor = course::exp2_approx(states.m[w][query] - m_block);  // 0 for an empty warp
+        l_block += states.l[w][query] * factor;
+        acc_block += states.acc[w][query][column] * factor;
       }
-    const std::size_t part = (std::size_t(batch) * heads + first_head + g) * splits + split;
-    part_acc[part * D + column] = acc_block;
-    if (column == 0) part_state[part] = {m_block, l_block};
+    const std::size_t pair = std::size_t(batch) * heads + first_head + query;
+    if (splits == 1) {  // the final answer; length 0 (l = 0): O = 0, lse = -inf
+      O[pair * D + column] = course::from_float<T>(l_block > 0.0f ? acc_block / l_block : 0.0f);
+      if (column == 0) lse[pair] = l_block > 0.0f ? (m_block + log2f(l_block)) * kLn2 : -INFINITY;
+    } else {
+      const std::size_t part = pair * splits + split;
+      part_acc[part * D + column] = acc_block;
+      if (column == 0) part_state[part] = {m_block, l_block};
+    }
   }
 }
 
 // ---- The combine kernel ----------------------------------------------------------------
 
-constexpr int kCombineWarps = 4;  // (b, h) pairs per block
+constexpr int kCombineWarps = 4;  // warps per (b, h) pair: they share its splits
 
-// Warp w of block x: pair r = x * kCombineWarps + w of [batch * heads]. Merges the splits'
-// states, O = acc / l, lse = (m + log2 l) ln 2; a sequence of length 0: O = 0, lse = -inf.
+// Block r: pair r of [batch * heads]. Merges the splits' states, O = acc / l,
+// lse = (m + log2 l) ln 2; a sequence of length 0: O = 0, lse = -inf. Warp w takes splits
+// w, w + 4, ...; lane e reads columns [e * kPerLane, (e + 1) * kPerLane) of each in one load.
 template <class T, int D>
-__global__ void combine_kernel(const course::MaxSum* __restrict__ part_state, const float* __restrict__ part_acc,
-                               int pairs, int splits, T* __restrict__ O, float* __restrict__ lse) {
-  __shared__ float factors[kCombineWarps][kMaxSplits];
+__global__ void __launch_bounds__(32 * kCombineWarps)
+    combine_kernel(const course::MaxSum* __restrict__ part_state, const float* __restrict__ part_acc, int splits,
+                   T* __restrict__ O, float* __restrict__ lse) {
+  constexpr int kPerLane = D / 32;
+  using Columns = std::conditional_t<kPerLane == 4, float4, float2>;
+  __shared__ float scratch[32];
+  __shared__ float l_warp[kCombineWarps];
+  __shared__ float acc_warp[kCombineWarps][D];
+  wait_for_split_kernel();
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int pair = blockIdx.x * kCombineWarps + warp;
-  if (pair >= pairs) return;  // whole warps only: the shuffles below stay full
-  const course::MaxSum* state = part_state + std::size_t(pair) * splits;
-  const float* acc = part_acc + std::size_t(pair) * splits * D;
+  const std::size_t pair = blockIdx.x;
+  const course::MaxSum* state = part_state + pair * splits;
   // TODO(08.3): merge the splits' states (chapter 03), in log2 units:
-  //   - m = the largest state[s].m over the splits (course::warp_reduce with course::Max);
-  //   - factors[warp][s] = 2^(state[s].m - m), 0 when m = -inf (every split empty: the
-  //     sequence has length 0); l = sum of state[s].l * factors[warp][s] over the warp;
-  //   - __syncwarp, then for columns lane, lane + 32, ... < D:
-  //     O[pair * D + column] = (sum over s of acc[s * D + column] * factors[warp][s]) / l,
-  //     0 when l = 0 (course::from_float<T>);
-  //   - lane 0: lse[pair] = (m + log2 l) * ln 2 (kLn2), or -inf when l = 0.
+  //   - m = the largest state[s].m over the splits: each thread takes splits threadIdx.x,
+  //     threadIdx.x + blockDim.x, ...; then course::block_reduce(m, course::Max{}, scratch);
+  //   - if m is -inf every split is empty (the sequence has length 0): l and acc stay 0;
+  //   - else warp `warp` takes splits warp, warp + kCombineWarps, ...: factor =
+  //     2^(state[s].m - m), l += state[s].l * factor, and acc[e] += factor * the split's
+  //     columns lane * kPerLane + e (row pair * splits + s of part_acc; load them as one
+  //     `Columns` vector).
+  float m = -INFINITY;
+  float l = 0.0f, acc[kPerLane] = {};
   (void)state;
-  (void)acc;
-  (void)factors;
+  (void)scratch;
+  (void)part_acc;
+  (void)sizeof(Columns);
+  if (lane == 0) l_warp[warp] = l;
+  for (int e = 0; e < kPerLane; ++e) acc_warp[warp][lane * kPerLane + e] = acc[e];
+  __syncthreads();
+  for (int column = threadIdx.x; column < D; column += blockDim.x) {
+    float l_sum = 0.0f, sum = 0.0f;
+    for (int w = 0; w < kCombineWarps; ++w) l_sum += l_warp[w], sum += acc_warp[w][column];
+    O[pair * D + column] = course::from_float<T>(l_sum > 0.0f ? sum / l_sum : 0.0f);
+    if (column == 0) lse[pair] = l_sum > 0.0f ? (m + log2f(l_sum)) * kLn2 : -INFINITY;
+  }
 }
 
 // ---- Host side -------------------------------------------------------------------------
@@ -309,7 +504,8 @@ int chunk_of(const CacheShape& s, int splits) {
   return ceil_div(ceil_div(s.max_len, splits), kTileKeys) * kTileKeys;
 }
 
-void check(const CacheShape& s, float scale, int splits, const void* workspace) {
+// Throws on anything unsupported; returns the GPU's compute capability major.
+int check(const CacheShape& s, float scale, int splits, const void* workspace) {
   require(s.batch >= 1 && s.heads >= 1 && s.kv_heads >= 1 && s.max_len >= 1,
           "batch, heads, kv_heads and max_len must each be at least 1");
   require(s.heads % s.kv_heads == 0, "heads (" + std::to_string(s.heads) + ") must be a multiple of kv_heads (" +
@@ -322,19 +518,57 @@ void check(const CacheShape& s, float scale, int splits, const void* workspace) 
   require(splits >= 1 && splits <= kMaxSplits, "splits must be in [1, " + std::to_string(kMaxSplits) + "]");
   require(scale > 0.0f && std::isfinite(scale), "scale must be positive and finite");
   require(workspace != nullptr, "needs its workspace (workspace_bytes)");
+  int device = 0, major = 0;
+  COURSE_CUDA_CHECK(cudaGetDevice(&device));
+  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major < kMinMajor)
+    throw std::runtime_error("decode_attention: needs a GPU of sm_80 or newer (mma.sync, ldmatrix, cp.async); this "
+                             "one is sm_" + std::to_string(major) + "x");
+  return major;
+}
+
+// Where the kernels write: the workspace's per-split states and outputs, and O and lse.
+template <class T>
+struct Outputs {
+  course::MaxSum* part_state;  // [batch * heads * splits]
+  float* part_acc;             // [batch * heads * splits, head_dim], 16-byte aligned
+  T* O;
+  float* lse;
+};
+
+// The number of states in the workspace, rounded up so that part_acc starts 16 bytes in.
+std::size_t state_slots(const CacheShape& s, int splits) {
+  return (std::size_t(s.batch) * s.heads * splits + 1) / 2 * 2;
 }
 
 template <class Elem, class T, int D, int G>
 void launch_split(const T* q, const Elem* K, const Elem* V, const float* K_scale, const float* V_scale,
-                  const int* lengths, const CacheShape& s, float scale, int splits, course::MaxSum* part_state,
-                  float* part_acc, cudaStream_t stream) {
+                  const int* lengths, const CacheShape& s, float scale, int splits, const Outputs<T>& out,
+                  cudaStream_t stream) {
   constexpr std::size_t kShared = SplitConfig<Elem, D, G>::kShared;
   const auto kernel = split_kernel<Elem, T, D, G>;
   COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShared)));
   const dim3 blocks(splits, s.batch * s.kv_heads);
   kernel<<<blocks, kThreads, kShared, stream>>>(q, K, V, K_scale, V_scale, lengths, s.kv_heads, s.max_len,
-                                                chunk_of(s, splits), scale * kLog2e, part_state, part_acc);
+                                                chunk_of(s, splits), scale * kLog2e, out.part_state, out.part_acc,
+                                                out.O, out.lse);
   COURSE_CHECK_LAUNCH();
+}
+
+// The combine kernel, allowed to start while the split kernel finishes (sm_90 and newer).
+template <class T, int D>
+void launch_combine(const CacheShape& s, int splits, const Outputs<T>& out, bool early, cudaStream_t stream) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(unsigned(s.batch * s.heads));
+  config.blockDim = dim3(32 * kCombineWarps);
+  config.stream = stream;
+  cudaLaunchAttribute overlap[1] = {};
+  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = overlap;
+  config.numAttrs = early ? 1 : 0;
+  COURSE_CUDA_CHECK(cudaLaunchKernelEx(&config, combine_kernel<T, D>, static_cast<const course::MaxSum*>(out.part_state),
+                                       static_cast<const float*>(out.part_acc), splits, out.O, out.lse));
 }
 
 // Calls f(std::integral_constant<int, G>{}) for the group G the kernels are compiled for.
@@ -349,33 +583,26 @@ decltype(auto) with_group(int group, F&& f) {
 }
 
 template <class Elem, class T, int D>
-void dispatch_group(const T* q, const Elem* K, const Elem* V, const float* K_scale, const float* V_scale,
-                    const int* lengths, const CacheShape& s, float scale, int splits, course::MaxSum* part_state,
-                    float* part_acc, cudaStream_t stream) {
+void launch_both(const T* q, const Elem* K, const Elem* V, const float* K_scale, const float* V_scale,
+                 const int* lengths, const CacheShape& s, float scale, int splits, const Outputs<T>& out, int major,
+                 cudaStream_t stream) {
   with_group(s.group(), [&](auto group) {
-    launch_split<Elem, T, D, decltype(group)::value>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, part_state,
-                                                     part_acc, stream);
+    launch_split<Elem, T, D, decltype(group)::value>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, out, stream);
   });
+  if (splits > 1) launch_combine<T, D>(s, splits, out, major >= 9, stream);
 }
 
 // Both kernels, for any storage Elem of the cache.
 template <class Elem, class T>
 void run(const T* q, const Elem* K, const Elem* V, const float* K_scale, const float* V_scale, const int* lengths,
          T* O, float* lse, const CacheShape& s, float scale, int splits, void* workspace, cudaStream_t stream) {
-  check(s, scale, splits, workspace);
+  const int major = check(s, scale, splits, workspace);
   auto* part_state = static_cast<course::MaxSum*>(workspace);
-  auto* part_acc = reinterpret_cast<float*>(part_state + std::size_t(s.batch) * s.heads * splits);
+  const Outputs<T> out{part_state, reinterpret_cast<float*>(part_state + state_slots(s, splits)), O, lse};
   if (s.head_dim == 64)
-    dispatch_group<Elem, T, 64>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, part_state, part_acc, stream);
+    launch_both<Elem, T, 64>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, out, major, stream);
   else
-    dispatch_group<Elem, T, 128>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, part_state, part_acc, stream);
-  const int pairs = s.batch * s.heads;
-  const int blocks = ceil_div(pairs, kCombineWarps);
-  if (s.head_dim == 64)
-    combine_kernel<T, 64><<<blocks, 32 * kCombineWarps, 0, stream>>>(part_state, part_acc, pairs, splits, O, lse);
-  else
-    combine_kernel<T, 128><<<blocks, 32 * kCombineWarps, 0, stream>>>(part_state, part_acc, pairs, splits, O, lse);
-  COURSE_CHECK_LAUNCH();
+    launch_both<Elem, T, 128>(q, K, V, K_scale, V_scale, lengths, s, scale, splits, out, major, stream);
 }
 
 // Split blocks that fit on one SM at once, for cache element Elem, head_dim D, group G.
@@ -432,13 +659,19 @@ bool supports(const CacheShape& s) {
 }
 
 int choose_splits(const CacheShape& s, int sm_count, int blocks_per_sm) {
-  // One wave: a second, partial wave would leave SMs idle at its end. Every block that fits
-  // counts: more warps on an SM hide more of each warp's time spent scoring its tile.
-  const long long per_split = (long long)s.batch * s.kv_heads;  // blocks of one split
-  const long long slots = (long long)sm_count * std::max(1, blocks_per_sm);
-  const int wanted = int(std::max(1LL, slots / per_split));
-  const int longest = std::max(1, s.max_len / 256);  // no chunk shorter than 256 positions
-  return std::clamp(std::min(wanted, longest), 1, kMaxSplits);
+  // Every block that fits counts: more warps on an SM hide more of each warp's waiting.
+  const long long per_split = (long long)s.batch * s.kv_heads;              // blocks of one split
+  const long long slots = (long long)sm_count * std::max(1, blocks_per_sm);  // blocks resident at once
+  const int longest = std::clamp(s.max_len / 256, 1, kMaxSplits);  // no chunk shorter than 256 positions
+  // Fewer blocks than slots: split until one wave fills the GPU (a second, partial wave
+  // would leave SMs idle at its end).
+  if (per_split < slots) return std::clamp(int(slots / per_split), 1, longest);
+  // More: 1.3 waves take as long as 2. Split until the waves are at least 95% full.
+  for (int splits = 1; splits <= longest; ++splits) {
+    const long long blocks = per_split * splits, waves = (blocks + slots - 1) / slots;
+    if (blocks * 100 >= waves * slots * 95) return splits;
+  }
+  return 1;
 }
 
 int resident_blocks(const CacheShape& s, bool fp8) {
@@ -449,7 +682,7 @@ int resident_blocks(const CacheShape& s, bool fp8) {
 
 std::size_t workspace_bytes(const CacheShape& s, int splits) {
   const std::size_t parts = std::size_t(s.batch) * s.heads * splits;
-  return parts * sizeof(course::MaxSum) + parts * s.head_dim * sizeof(float);
+  return state_slots(s, splits) * sizeof(course::MaxSum) + parts * s.head_dim * sizeof(float);
 }
 
 void decode_attention(const __half* q, const __half* K, const __half* V, const int* lengths, __half* O, float* lse,

@@ -16,8 +16,8 @@ course_known_bad(fp8_key_scale_ignored
   WHY "the FP8 key rows' scales are never applied to the scores"
   REPLACE "const float k_scale = kFp8 ? mine.k_scale[at] : 1.0f;" "const float k_scale = 1.0f;")
 course_known_bad(empty_sequence_nan
-  WHY "the combine forms 2^(-inf - (-inf)) for a sequence of length 0"
-  REPLACE "const bool empty = m == -INFINITY;" "const bool empty = false;")
+  WHY "the combine divides by l = 0 for a sequence of length 0 (0 / 0 = NaN)"
+  REPLACE "O[pair * D + column] = course::from_float<T>(l_sum > 0.0f ? sum / l_sum : 0.0f);" "O[pair * D + column] = course::from_float<T>(sum / l_sum);")
 course_known_bad(wrong_kv_head
   WHY "the group's first query head is kv, not kv * group: groups overlap and some query heads are never computed"
   REPLACE "const int first_head = (kv_head % kv_heads) * G;" "const int first_head = (kv_head % kv_heads);")

@@ -25,7 +25,7 @@
 //
 // An FP8 cache is widened to fp16 on its way from shared memory to the registers (E4M3
 // values are exact in fp16). The row scales stay in fp32: K's multiply the scores, V's
-// the probabilities (see value_weights).
+// the probabilities (see ValueWeights).
 #include "decode_attention.hpp"
 
 #include "course/async_copy.cuh"
@@ -277,33 +277,6 @@ __global__ void __launch_bounds__(kThreads)
   const int begin = split * chunk;
   const int end = min(begin + chunk, length);
 
-  // The group's queries, shared by every warp.
-  const T* q_group = q + (std::size_t(batch) * heads + first_head) * D;
-  for (int i = threadIdx.x; i < G * D; i += kThreads) q_shared[i / D][i % D] = course::to_float(q_group[i]);
-  __syncthreads();
-
-  // This lane's row of Q as the A operand (rows g >= G are zero). FP8 multiplies in fp16,
-  // whose range is narrower than bf16's: each query is scaled by a power of two (exact) so
-  // its largest element is below 2^14, and the scores by its inverse.
-  float q_unit = 1.0f;
-  if constexpr (kFp8) {
-    float amax = 0.0f;
-    for (int i = t; i < D && g < G; i += 4) amax = fmaxf(amax, fabsf(q_shared[g][i]));
-    amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, 2));
-    int exponent = 0;
-    frexpf(amax, &exponent);  // amax < 2^exponent
-    q_unit = amax > 0.0f ? ldexpf(1.0f, min(14 - exponent, 126)) : 1.0f;
-  }
-  unsigned qa[D / 16][2];
-  for (int s = 0; s < D / 16; ++s)
-    for (int half = 0; half < 2; ++half) {
-      float x[2] = {0.0f, 0.0f};
-      for (int i = 0; i < 2 && g < G; ++i) x[i] = q_shared[g][query_column<Elem, D>(s, t, 2 * half + i)] * q_unit;
-      qa[s][half] = course::pack2<M>(x[0], x[1]);
-    }
-  const float score_unit = scale_log2 / q_unit;  // scores in log2 units
-
   const std::size_t cache_row0 = std::size_t(kv_head) * max_len;  // row of position 0
   const auto* K_bytes = reinterpret_cast<const unsigned char*>(K + cache_row0 * D);
   const auto* V_bytes = reinterpret_cast<const unsigned char*>(V + cache_row0 * D);
@@ -337,6 +310,34 @@ __global__ void __launch_bounds__(kThreads)
   course::commit_copies();
   if (warp < tiles_in_chunk) fetch_values(warp);
   course::commit_copies();
+
+  // The group's queries, shared by every warp (loaded while the first tiles are on their way).
+  const T* q_group = q + (std::size_t(batch) * heads + first_head) * D;
+  for (int i = threadIdx.x; i < G * D; i += kThreads) q_shared[i / D][i % D] = course::to_float(q_group[i]);
+  __syncthreads();
+
+  // This lane's row of Q as the A operand (rows g >= G are zero). FP8 multiplies in fp16,
+  // whose range is narrower than bf16's: each query is scaled by a power of two (exact) so
+  // its largest element is below 2^14, and the scores by its inverse.
+  float q_unit = 1.0f;
+  if constexpr (kFp8) {
+    float amax = 0.0f;
+    for (int i = t; i < D && g < G; i += 4) amax = fmaxf(amax, fabsf(q_shared[g][i]));
+    amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, 2));
+    int exponent = 0;
+    frexpf(amax, &exponent);  // amax < 2^exponent
+    q_unit = amax > 0.0f ? ldexpf(1.0f, min(14 - exponent, 126)) : 1.0f;
+  }
+  unsigned qa[D / 16][2];
+  for (int s = 0; s < D / 16; ++s)
+    for (int half = 0; half < 2; ++half) {
+      float x[2] = {0.0f, 0.0f};
+      for (int i = 0; i < 2 && g < G; ++i) x[i] = q_shared[g][query_column<Elem, D>(s, t, 2 * half + i)] * q_unit;
+      qa[s][half] = course::pack2<M>(x[0], x[1]);
+    }
+  const float score_unit = scale_log2 / q_unit;  // scores in log2 units
+
   for (int tile = warp; tile < tiles_in_chunk; tile += kWarps, stage ^= 1) {
     if constexpr (kFp8) mine.k_scale[lane] = next_k_scale, mine.v_scale[lane] = next_v_scale;
     if (tile + kWarps < tiles_in_chunk) fetch_keys(tile + kWarps, stage ^ 1);
@@ -356,6 +357,8 @@ __global__ void __launch_bounds__(kThreads)
 
     // 2. The online softmax of chapter 03, per query, over the quad's 32 scores.
     const int first = begin + tile * kTileKeys;
+    float p[kScoreTiles][2];  // query g's weight of position 8j + 2t + e, relative to the new m
+    float rescale;            // 2^(m before - m after): brings l and acc to the new max
     float tile_max = -INFINITY;
     for (int j = 0; j < kScoreTiles; ++j)
       for (int e = 0; e < 2; ++e) {
@@ -368,9 +371,9 @@ __global__ void __launch_bounds__(kThreads)
     tile_max = fmaxf(tile_max, __shfl_xor_sync(~0u, tile_max, 2));
     // The tile holds a valid position (tile < tiles_in_chunk), so m_new is finite.
     const float m_new = fmaxf(m, tile_max);
-    const float rescale = course::exp2_approx(m - m_new);  // 0 on the warp's first tile
+    rescale = course::exp2_approx(m - m_new);  // 0 on the warp's first tile
     m = m_new;
-    float p[kScoreTiles][2], p_sum = 0.0f;
+    float p_sum = 0.0f;
     for (int j = 0; j < kScoreTiles; ++j)
       for (int e = 0; e < 2; ++e) {
         p[j][e] = course::exp2_approx(s[j][e] - m_new);  // 0 past the end
