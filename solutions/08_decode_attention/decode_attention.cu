@@ -6,8 +6,8 @@
 //   split_kernel     block (split, b * kv_heads + kv): the `group` query heads of kv head kv
 //                    over chunk `split` of sequence b's cache; writes the chunk's (m, l) and
 //                    unnormalized output per query head to the workspace
-//   combine_kernel   one warp per (b, h): merges the chunks' states (chapter 03) and writes
-//                    O = acc / l and lse
+//   combine_kernel   one block per (b, h), launched only for 2 splits or more: merges the
+//                    chunks' states (chapter 03) and writes O = acc / l and lse
 //   quantize_kernel  (given) one warp per row: E4M3 bytes and a scale per row
 //
 // Inside a split block, 4 warps take turns over the chunk's tiles of 32 positions (warp w:
