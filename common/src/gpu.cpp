@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 namespace course {
@@ -14,6 +15,17 @@ void throw_cuda_error(cudaError_t code, const char* expr, const char* file, int 
     if (*p == '/' || *p == '\\') base = p + 1;
   throw CudaError(code, std::string(expr) + " failed: " + cudaGetErrorName(code) + " (" +
                             cudaGetErrorString(code) + ") at " + base + ":" + std::to_string(line));
+}
+
+int require_compute_capability(int min_major, const std::string& who, const std::string& why) {
+  int device = 0, major = 0, minor = 0;
+  COURSE_CUDA_CHECK(cudaGetDevice(&device));
+  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major < min_major)
+    throw std::runtime_error(who + ": needs a GPU of sm_" + std::to_string(min_major) + "0 or newer (" + why +
+                             "); this one is sm_" + std::to_string(major) + std::to_string(minor));
+  return major;
 }
 
 GpuStatus query_gpu(int min_major, int min_minor) {

@@ -18,6 +18,7 @@
 
 #include "course/async_copy.cuh"
 #include "course/cuda_check.hpp"
+#include "course/gpu.hpp"
 #include "course/mma.cuh"
 #include "course/online_softmax.cuh"
 
@@ -387,12 +388,7 @@ void run(const T* Q, const T* K, const T* V, T* O, float* lse, const AttentionSh
   if ((s.n_q + query_tile(rung) - 1) / query_tile(rung) > 65535)
     throw std::invalid_argument("ch07::flash_attention: n_q " + std::to_string(s.n_q) +
                                 " needs more query blocks than a grid's y dimension holds (65535)");
-  int device = 0, major = 0;
-  COURSE_CUDA_CHECK(cudaGetDevice(&device));
-  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major < kMinMajor)
-    throw std::runtime_error("ch07::flash_attention: needs a GPU of sm_80 or newer (mma.sync on bf16, ldmatrix, "
-                             "cp.async); this one is sm_" + std::to_string(major) + "x");
+  course::require_compute_capability(kMinMajor, "ch07::flash_attention", "mma.sync on bf16, ldmatrix, cp.async");
   if (s.head_dim == 64)
     dispatch_rung<T, 64>(Q, K, V, O, lse, s, scale, mask, rung, stream);
   else

@@ -30,6 +30,7 @@
 
 #include "course/async_copy.cuh"
 #include "course/cuda_check.hpp"
+#include "course/gpu.hpp"
 #include "course/dtype.cuh"
 #include "course/mma.cuh"
 #include "course/online_softmax.cuh"
@@ -518,13 +519,7 @@ int check(const CacheShape& s, float scale, int splits, const void* workspace) {
   require(splits >= 1 && splits <= kMaxSplits, "splits must be in [1, " + std::to_string(kMaxSplits) + "]");
   require(scale > 0.0f && std::isfinite(scale), "scale must be positive and finite");
   require(workspace != nullptr, "needs its workspace (workspace_bytes)");
-  int device = 0, major = 0;
-  COURSE_CUDA_CHECK(cudaGetDevice(&device));
-  COURSE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major < kMinMajor)
-    throw std::runtime_error("decode_attention: needs a GPU of sm_80 or newer (mma.sync, ldmatrix, cp.async); this "
-                             "one is sm_" + std::to_string(major) + "x");
-  return major;
+  return course::require_compute_capability(kMinMajor, "decode_attention", "mma.sync, ldmatrix, cp.async");
 }
 
 // Where the kernels write: the workspace's per-split states and outputs, and O and lse.

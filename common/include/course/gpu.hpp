@@ -18,6 +18,11 @@ struct GpuStatus {
 // Never throws: "no driver" and "no device" are answers, not errors.
 GpuStatus query_gpu(int min_major = 7, int min_minor = 5);
 
+// For a launch function whose kernels need a newer GPU: the current device's compute
+// capability major, or std::runtime_error "<who>: needs a GPU of sm_<min_major>0 or newer
+// (<why>); this one is sm_XY" when it is older.
+int require_compute_capability(int min_major, const std::string& who, const std::string& why);
+
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB, L2 50 MiB)"
 std::string describe(const cudaDeviceProp& prop);
 
