@@ -219,6 +219,13 @@ __device__ __forceinline__ void value_fragments(unsigned (&b)[D / 8][2], const u
   }
 }
 
+// v combined over the 4 lanes of a quad, lanes 4g .. 4g + 3: query g's row of S, P and O.
+template <class Op>
+__device__ __forceinline__ float quad_reduce(float v, Op op) {
+  v = op(v, __shfl_xor_sync(~0u, v, 1));
+  return op(v, __shfl_xor_sync(~0u, v, 2));
+}
+
 // c += A B with only rows g (0..7) of A in use: a[1] and a[3], rows g + 8, are zero.
 template <class M>
 __device__ __forceinline__ void mma_rows_0_to_7(float (&c)[4], unsigned a0, unsigned a2, unsigned b0, unsigned b1) {
@@ -331,8 +338,7 @@ __global__ void __launch_bounds__(kThreads)
   if constexpr (kFp8) {
     float amax = 0.0f;
     for (int i = t; i < D && g < G; i += 4) amax = fmaxf(amax, fabsf(q_shared[g][i]));
-    amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, 2));
+    amax = quad_reduce(amax, course::Max{});
     int exponent = 0;
     frexpf(amax, &exponent);  // amax < 2^exponent
     q_unit = amax > 0.0f ? ldexpf(1.0f, min(14 - exponent, 126)) : 1.0f;
@@ -371,8 +377,8 @@ __global__ void __launch_bounds__(kThreads)
     //   - position first + 8j + 2t + e of s[j][e] is masked (score -inf) at or past `end`;
     //     the others are multiplied by score_unit (scale * log2 e, in log2 units) and by
     //     mine.k_scale[8j + 2t + e] for an FP8 cache (kFp8; the scales of K's rows);
-    //   - the tile's max over the quad's 32 scores: this lane's 8, then __shfl_xor_sync over
-    //     lane masks 1 and 2; m_new = max(m, that) is finite (the tile has a valid position);
+    //   - the tile's max over the quad's 32 scores: this lane's 8, then quad_reduce with
+    //     course::Max; m_new = max(m, that) is finite (the tile has a valid position);
     //   - rescale = 2^(m - m_new) (course::exp2_approx), m = m_new;
     //     p[j][e] = 2^(s[j][e] - m_new), and l = l * rescale + this lane's sum of its p.
     for (int j = 0; j < kScoreTiles; ++j) p[j][0] = p[j][1] = 0.0f;
@@ -385,8 +391,7 @@ __global__ void __launch_bounds__(kThreads)
       float top = 0.0f;
       for (int j = 0; j < kScoreTiles; ++j)
         for (int e = 0; e < 2; ++e) top = fmaxf(top, mine.v_scale[8 * j + 2 * t + e]);
-      top = fmaxf(top, __shfl_xor_sync(~0u, top, 1));
-      top = fmaxf(top, __shfl_xor_sync(~0u, top, 2));
+      top = quad_reduce(top, course::Max{});
       if (top > 0.0f) {
         acc_rescale *= weights.top / top;
         weights.top = top;
@@ -416,8 +421,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();  // every warp is done with its tiles: their memory now holds the states
 
   // 4. The block's state: merge the 4 warps' (m, l, acc), one (query, column) per thread.
-  l += __shfl_xor_sync(~0u, l, 1);
-  l += __shfl_xor_sync(~0u, l, 2);
+  l = quad_reduce(l, course::Sum{});
   if (g < G) {
     if (t == 0) states.m[warp][g] = m, states.l[warp][g] = l;
     for (int n = 0; n < D / 8; ++n)
