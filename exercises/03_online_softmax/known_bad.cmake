@@ -10,12 +10,11 @@ course_known_bad(shuffle_max_only
   WHY "shfl_xor(MaxSum) exchanges m but keeps this lane's own l"
   REPLACE "__shfl_xor_sync(0xffffffffu, s.l, lane_mask)}" "s.l}")
 course_known_bad(one_read_unnormalised
-  WHY "the one-read kernel writes exp(x - m) without dividing by l"
-  REPLACE "out[j] = exp_shifted(out[j], row.m) * inv_l;" "out[j] = exp_shifted(out[j], row.m);")
+  WHY "the one-read kernels write exp(x - m) without dividing by l"
+  REPLACE "exp_shifted(own.m, row.m), row.l * kKeptScale<T>)" "exp_shifted(own.m, row.m), kKeptScale<T>)")
 course_known_bad(one_read_thread_max
-  WHY "the one-read kernel rescales with the thread's max, not the row's"
-  REPLACE "state = course::block_reduce(state, Merge{}, scratch);\n  state = course::cluster_merge"
-          "state = course::cluster_merge")
+  WHY "the one-read kernels leave each thread's exponentials in units of its own max, not the row's"
+  REPLACE "__fdividef(exp_shifted(own.m, row.m), " "__fdividef(1.0f, ")
 course_known_bad(online_second_read_skips_tail
   WHY "the two-read kernel's normalising pass stops at the first block of the row"
   REPLACE "  const float inv_l = 1.0f / state.l;\n  for (int c = threadIdx.x; c < cols; c += blockDim.x)"

@@ -93,82 +93,143 @@ template <class T>
 constexpr int kItems = kVectors * course::kVec<T>;  // values per thread of the block kernel
 
 using course::exp_shifted;  // exp(x - m) on the multifunction unit (common/include/course/online_softmax.cuh)
+using course::kKeptLog2;    // p kept in T between the passes (common/include/course/dtype.cuh)
+using course::kKeptScale;
 
 // A thread's share of a row: vector i starts at column first_col + i * stride_cols.
-// whole_vectors: x and y are 16-byte aligned and cols is a multiple of kVec<T>, so each
-// vector is wholly inside the row or wholly past its end; otherwise value by value.
+// Vectors that start past the row's end are never read, computed or written.
 struct RowShare {
   int first_col;
   int stride_cols;
   int cols;
-  bool whole_vectors;
   __device__ int col(int i) const { return first_col + i * stride_cols; }
+  __device__ bool holds(int i) const { return col(i) < cols; }
 };
 
-// Reads this thread's share of the row into registers; values past the row's end are -inf.
-template <class T, int N>
+// The kernels' kWhole: x and y are 16-byte aligned and cols is a multiple of kVec<T>, so
+// each vector is one 16-byte access wholly inside the row or wholly past its end; otherwise
+// value by value, -inf past the end. A template flag, not a run-time test: a value-by-value
+// path costs registers for every vector, and the kernels have none to spare.
+
+// Reads this thread's share of the row into registers.
+template <class T, bool kWhole, int N>
 __device__ __forceinline__ void load_share(uint4 (&raw)[N], const T* __restrict__ x_row,
                                            const RowShare& share) {
-  // TODO(03.4a): for each vector i < N (#pragma unroll: raw must stay in registers), at
-  // column col = share.col(i): with share.whole_vectors and col < share.cols, one 16-byte
-  // load, raw[i] = *reinterpret_cast<const uint4*>(x_row + col); otherwise fill a
-  // float[kVec<T>] value by value (-INFINITY past share.cols), raw[i] = course::pack<T>(it).
+  // TODO(03.4a): for each vector i < N (#pragma unroll: raw must stay in registers) that the
+  // share holds (share.holds(i); skip the others, they are never read), at column
+  // col = share.col(i): with kWhole, one 16-byte load,
+  // raw[i] = *reinterpret_cast<const uint4*>(x_row + col); otherwise fill a float[kVec<T>]
+  // value by value (-INFINITY past share.cols) and raw[i] = course::pack<T>(it).
 }
 
-// The state (m, l) of the values in registers, folded vector by vector with merge: the
-// online recurrence again, at the grain of 16 bytes (each vector's floats die at once).
+// The row is on chip, so a thread needs no running state for its own values: it takes
+// their max first, then each exponential once, and keeps p = exp(x - m) where x was until
+// the store (one ex2 per value, not one per pass). Only the threads' states (m, l) are
+// merged, over the block and the cluster: the online recurrence of this chapter.
+
+// max(m, every value of the share's vectors).
 template <class T, int N>
-__device__ __forceinline__ MaxSum share_state(const uint4 (&raw)[N]) {
-  // TODO(03.4b): fold the vectors into one state: for each, course::unpack<T> it to floats,
-  // take its max m (skip a vector that is all -INFINITY) and l = sum of exp_shifted(v, m),
-  // and merge {m, l} into the running state, which starts as Merge::identity().
-  return Merge::identity();
+__device__ __forceinline__ float share_max(const uint4 (&raw)[N], const RowShare& share, float m) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    if (share.holds(i)) m = course::max_into<T>(m, raw[i]);
+  return m;
 }
 
-// y = exp(x - m) / l for the values in registers, written where they were read from.
+// Replaces each value x by p = exp(x - m) * kKeptScale<T> and returns the sum of exp(x - m).
+// m = -inf (a thread holding only -inf): every p is 0 and so is the sum; the shift is then
+// 0, since exp(-inf - (-inf)) would be NaN.
 template <class T, int N>
+__device__ __forceinline__ float keep_exponentials(uint4 (&raw)[N], const RowShare& share, float m) {
+  // TODO(03.4b): for each vector the share holds: course::unpack<T> it to floats, replace
+  // each value v by course::exp2_approx(fmaf(v - shift, course::kLog2e, kKeptLog2<T>)),
+  // that is exp(v - m) * kKeptScale<T>, with shift = m, or 0 when m is -INFINITY; add
+  // each to l; course::pack<T> the vector back into raw[i]. Return l / kKeptScale<T>.
+  return 0.0f;
+}
+
+// The state (m, l) of the values in registers; leaves p in their place.
+template <class T, int N>
+__device__ __forceinline__ MaxSum share_state(uint4 (&raw)[N], const RowShare& share) {
+  const float m = share_max<T>(raw, share, -INFINITY);
+  return {m, keep_exponentials<T>(raw, share, m)};
+}
+
+// y = exp(x - row.m) / row.l = p * exp(own.m - row.m) / row.l: the thread's exponentials
+// (share_state's p, in units of its own max) corrected to the row's max, as merge
+// corrects a part's sum, and divided by l: one multiply per value. Written where
+// load_share read them from.
+template <bool kWhole, class T, int N>
 __device__ __forceinline__ void store_share(const uint4 (&raw)[N], T* __restrict__ y_row,
-                                            const RowShare& share, MaxSum row) {
-  // TODO(03.4c): for each vector: unpack it, out[j] = exp_shifted(value, row.m) / row.l,
-  // and write it back where load_share read it from (course::pack<T> + one 16-byte store,
-  // or value by value with course::from_float<T>, only columns < share.cols).
+                                            const RowShare& share, MaxSum own, MaxSum row) {
+  // TODO(03.4c): factor = exp_shifted(own.m, row.m) / (row.l * kKeptScale<T>), or 0 when
+  // own.l is 0 (this thread's p are all 0). For each vector the share holds: unpack it,
+  // out[j] = p * factor, and write it where load_share read it from (kWhole:
+  // course::store_vec, one 16-byte store; otherwise value by value with
+  // course::from_float<T>, only columns < share.cols).
 }
 
 // Short rows (at most 32 * N * kVec<T> values): one warp per row, kWarpsPerBlock rows per
 // block; the row's state needs only the warp's shuffles, no shared memory, no barrier.
 // N = 4 for rows that would leave lanes idle with 8 (a 1024-value fp16 row).
-template <class T, int N>
-__global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int rows, int cols,
-                                         bool whole_vectors) {
+template <class T, int N, bool kWhole>
+__global__ void softmax_warp_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int rows, int cols) {
   const int lane = threadIdx.x % 32;
   const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // a whole warp leaves together: the shuffles below stay full
   const std::size_t row_start = std::size_t(row) * cols;
-  const RowShare share{lane * course::kVec<T>, 32 * course::kVec<T>, cols, whole_vectors};
+  const RowShare share{lane * course::kVec<T>, 32 * course::kVec<T>, cols};
   uint4 raw[N];
-  load_share(raw, x + row_start, share);
-  const MaxSum state = course::warp_reduce(share_state<T>(raw), Merge{});
-  store_share(raw, y + row_start, share, state);
+  load_share<T, kWhole>(raw, x + row_start, share);
+  const MaxSum own = share_state<T>(raw, share);
+  const MaxSum whole_row = course::warp_reduce(own, Merge{});
+  store_share<kWhole>(raw, y + row_start, share, own, whole_row);
 }
 
-// The staged part of a long row's share: vectors kVectors .. kVectors + M - 1 of this
-// thread's share, kept in shared memory ([M][blockDim.x] vectors: each thread only ever
-// touches its own, so no barrier is needed). The copies go global -> shared without
-// passing through registers (cp.async on sm_80+), and run while the kernel works on the
-// vectors in registers; wait_staged() waits for them.
-template <class T, int M>
+// Rows one block holds in registers (up to 1024 threads): one block per row. Thread t
+// holds vectors t, t + blockDim.x, ...: each warp load reads 512 contiguous bytes.
+template <class T, bool kWhole>
+__global__ void __launch_bounds__(kMaxThreads)
+softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols) {
+  __shared__ MaxSum scratch[32];  // block_reduce's per-warp partials
+  const std::size_t row_start = std::size_t(blockIdx.x) * cols;
+  const RowShare share{int(threadIdx.x) * course::kVec<T>, int(blockDim.x) * course::kVec<T>, cols};
+  uint4 raw[kVectors];
+  load_share<T, kWhole>(raw, x + row_start, share);
+  const MaxSum own = share_state<T>(raw, share);
+  const MaxSum whole_row = course::block_reduce(own, Merge{}, scratch);
+  store_share<kWhole>(raw, y + row_start, share, own, whole_row);
+}
+
+// ---- Longer rows: a cluster of blocks per row, registers + shared memory ------------
+// Block `rank` of a cluster owns columns [rank * S, (rank + 1) * S) of its row, S =
+// blockDim.x * (kVectors + kStaged) * kVec<T>: kVectors vectors per thread in registers,
+// as the block kernel, and kStaged more in shared memory ([kStaged][blockDim.x] vectors;
+// each thread only ever touches its own, so no barrier is needed). With 512 threads, two
+// blocks share an SM, so one can load while the other writes: measured on an H200,
+// 256k-value rows went from 64% to 80% of copy bandwidth this way.
+
+// Staged vector s of this thread's share: its slot, and its place in the row.
+__device__ __forceinline__ uint4& staged_slot(uint4* staged, int s) { return staged[s * blockDim.x + threadIdx.x]; }
+__device__ __forceinline__ RowShare staged_share(const RowShare& share, int s) {
+  return {share.col(kVectors + s), share.stride_cols, share.cols};  // its vector 0
+}
+
+// Starts the copies of the staged vectors, global -> shared without passing through
+// registers (cp.async, sm_80+); they land while the kernel works on the vectors in
+// registers, and wait_staged() waits for them. Not kWhole: value by value, as load_share.
+template <class T, bool kWhole>
 __device__ __forceinline__ void stage_share(uint4* staged, const T* __restrict__ x_row, const RowShare& share) {
-#pragma unroll
-  for (int s = 0; s < M; ++s) {
-    const int col = share.col(kVectors + s);
-    uint4* slot = &staged[s * blockDim.x + threadIdx.x];
-    if (share.whole_vectors && col < share.cols) {
-      __pipeline_memcpy_async(slot, x_row + col, sizeof(uint4));
-    } else {  // value by value, as load_share: -inf past the row's end
-      float v[course::kVec<T>];
-#pragma unroll
-      for (int j = 0; j < course::kVec<T>; ++j) v[j] = col + j < share.cols ? to_float(x_row[col + j]) : -INFINITY;
-      *slot = course::pack<T>(v);
+#pragma unroll 1  // no registers held per copy: each address is computed as it is issued
+  for (int s = 0; s < kStaged; ++s) {
+    const RowShare one = staged_share(share, s);
+    if (!one.holds(0)) continue;
+    if constexpr (kWhole) {
+      __pipeline_memcpy_async(&staged_slot(staged, s), x_row + one.col(0), sizeof(uint4));
+    } else {
+      uint4 raw[1];
+      load_share<T, false>(raw, x_row, one);
+      staged_slot(staged, s) = raw[0];
     }
   }
   __pipeline_commit();
@@ -176,50 +237,40 @@ __device__ __forceinline__ void stage_share(uint4* staged, const T* __restrict__
 
 __device__ __forceinline__ void wait_staged() { __pipeline_wait_prior(0); }
 
-// Longer rows: one block per row, or a cluster of `cluster_size` blocks per row (sm_90+).
-// Block `rank` of a cluster owns columns [rank * S, (rank + 1) * S), S = blockDim.x *
-// (kVectors + M) * kVec<T>, and thread t its vectors t, t + blockDim.x, ...: each warp
-// load reads 512 contiguous bytes. M = 0: the share is in registers only (up to 1024
-// threads, one block per row). M = kStaged (rows one such block cannot hold): 512-thread
-// blocks keep as much again in shared memory, so two blocks share an SM and one loads
-// while the other writes; measured on an H200, 256k-value rows went from 64% to 80% of
-// copy bandwidth this way.
-template <class T, int M>
-__global__ void __launch_bounds__(kMaxThreads)
-softmax_block_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, int cluster_size,
-                          bool whole_vectors) {
-  extern __shared__ uint4 staged[];  // [M][blockDim.x] vectors, M > 0 only
-  __shared__ MaxSum scratch[32];
+template <class T, bool kWhole>
+__global__ void __launch_bounds__(kStagedThreads, 2)
+softmax_cluster_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, int cluster_size) {
+  extern __shared__ uint4 staged[];  // [kStaged][blockDim.x] vectors
+  __shared__ MaxSum scratch[32];     // block_reduce's per-warp partials
   const std::size_t row = blockIdx.x / cluster_size;
   const int rank = blockIdx.x % cluster_size;  // this block's slice of the row
-  const int slice_start = rank * blockDim.x * (kVectors + M) * course::kVec<T>;
-  const RowShare share{slice_start + int(threadIdx.x) * course::kVec<T>, int(blockDim.x) * course::kVec<T>,
-                          cols, whole_vectors};
+  const int slice_start = rank * blockDim.x * (kVectors + kStaged) * course::kVec<T>;
+  const RowShare share{slice_start + int(threadIdx.x) * course::kVec<T>, int(blockDim.x) * course::kVec<T>, cols};
   const T* x_row = x + row * cols;
   T* y_row = y + row * cols;
-  if constexpr (M > 0) stage_share<T, M>(staged, x_row, share);
+  stage_share<T, kWhole>(staged, x_row, share);
   uint4 raw[kVectors];
-  load_share(raw, x_row, share);
-  MaxSum state = share_state<T>(raw);
-  if constexpr (M > 0) {
-    wait_staged();
+  load_share<T, kWhole>(raw, x_row, share);
+
+  // share_state over both parts: the max of all, then each exponential once.
+  float m = share_max<T>(raw, share, -INFINITY);
+  wait_staged();
 #pragma unroll 1  // one staged vector at a time: registers stay free
-    for (int s = 0; s < M; ++s) {
-      const uint4 one[1] = {staged[s * blockDim.x + threadIdx.x]};
-      state = merge(state, share_state<T>(one));
-    }
-  }
-  state = course::block_reduce(state, Merge{}, scratch);
-  state = course::cluster_merge(state, Merge{}, cluster_size);  // the blocks of a cluster (sm_90)
-  store_share(raw, y_row, share, state);
-  if constexpr (M > 0) {
+  for (int s = 0; s < kStaged; ++s) m = share_max<T>({staged_slot(staged, s)}, staged_share(share, s), m);
+  MaxSum own{m, keep_exponentials<T>(raw, share, m)};
 #pragma unroll 1
-    for (int s = 0; s < M; ++s) {
-      const uint4 one[1] = {staged[s * blockDim.x + threadIdx.x]};
-      const RowShare one_share{share.col(kVectors + s), share.stride_cols, cols, whole_vectors};
-      store_share(one, y_row, one_share, state);
-    }
+  for (int s = 0; s < kStaged; ++s) {
+    uint4 one[1] = {staged_slot(staged, s)};
+    own.l += keep_exponentials<T>(one, staged_share(share, s), m);
+    staged_slot(staged, s) = one[0];
   }
+
+  MaxSum whole_row = course::block_reduce(own, Merge{}, scratch);
+  whole_row = course::cluster_merge(whole_row, Merge{}, cluster_size);  // the blocks of the cluster (sm_90)
+  store_share<kWhole>(raw, y_row, share, own, whole_row);
+#pragma unroll 1
+  for (int s = 0; s < kStaged; ++s)
+    store_share<kWhole>({staged_slot(staged, s)}, y_row, staged_share(share, s), own, whole_row);
   course::cluster_release(cluster_size);
 }
 
@@ -232,35 +283,59 @@ void launch_online(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
   COURSE_CHECK_LAUNCH();
 }
 
-constexpr int kStagedBytes = kStaged * kStagedThreads * 16;  // dynamic shared memory of a staged block
+constexpr int kStagedBytes = kStaged * kStagedThreads * 16;  // dynamic shared memory of a cluster-rows block
 
-// Can this GPU run a cluster of kMaxCluster staged blocks? (Asked once, not per launch.)
+// Can this GPU run a cluster of kMaxCluster cluster-rows blocks? (Asked once, not per launch.)
 template <class T>
-bool staged_clusters_run() {
-  static const bool fits =
-      course::cluster_fits(softmax_block_rows_kernel<T, kStaged>, kMaxCluster, kStagedThreads, kStagedBytes);
+bool cluster_rows_run() {
+  static const bool fits = course::cluster_fits(softmax_cluster_rows_kernel<T, true>, kMaxCluster, kStagedThreads,
+                                                kStagedBytes) &&
+                           course::cluster_fits(softmax_cluster_rows_kernel<T, false>, kMaxCluster, kStagedThreads,
+                                                kStagedBytes);
   return fits;
 }
 
-// How the block kernel covers a row: `threads` per block, `cluster` blocks per row,
-// `staged`: with kStaged vectors per thread in shared memory.
+// How the one-read kernels cover a row of `cols` values.
 struct BlockPlan {
   int threads = 0;
-  int cluster = 0;  // 0: the row does not fit on chip
-  bool staged = false;
+  int cluster = 0;  // 1: one block per row (registers only); > 1: cluster-rows; 0: does not fit on chip
 };
 
 // One block per row while 1024 threads hold it in registers (a cluster costs 10-20% of
 // bandwidth, measured on an H200: its blocks start, synchronise and finish together);
-// beyond, clusters of staged 512-thread blocks.
+// beyond, clusters of 512-thread blocks with half their share in shared memory.
 template <class T>
 BlockPlan plan_block_rows(int cols) {
   const int threads = round_up((cols + kItems<T> - 1) / kItems<T>, 32);
-  if (threads <= kMaxThreads) return {threads, 1, false};
+  if (threads <= kMaxThreads) return {threads, 1};
   const int per_block = kStagedThreads * (kVectors + kStaged) * course::kVec<T>;
   const int cluster = (cols + per_block - 1) / per_block;
-  if (cluster <= kMaxCluster && staged_clusters_run<T>()) return {kStagedThreads, cluster, true};
+  if (cluster <= kMaxCluster && cluster_rows_run<T>()) return {kStagedThreads, cluster};
   return {};
+}
+
+// kWhole: as the kernels'.
+template <class T, bool kWhole>
+void launch_one_read_kernels(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
+  if (cols <= 32 * kItems<T>) {
+    const int blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+    if (cols <= 32 * 4 * course::kVec<T>)
+      softmax_warp_rows_kernel<T, 4, kWhole><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(x, y, rows, cols);
+    else
+      softmax_warp_rows_kernel<T, kVectors, kWhole><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(x, y, rows, cols);
+    COURSE_CHECK_LAUNCH();
+    return;
+  }
+  const BlockPlan plan = plan_block_rows<T>(cols);
+  if (plan.cluster == 1) {
+    softmax_block_rows_kernel<T, kWhole><<<rows, plan.threads, 0, stream>>>(x, y, cols);
+    COURSE_CHECK_LAUNCH();
+    return;
+  }
+  if (plan.cluster == 0 || std::size_t(rows) * plan.cluster > 0x7fffffffu)
+    return launch_online(x, y, rows, cols, stream);  // too long for the chip: two reads
+  course::launch_clustered(softmax_cluster_rows_kernel<T, kWhole>, unsigned(rows) * plan.cluster, plan.cluster,
+                           plan.threads, kStagedBytes, stream, x, y, cols, plan.cluster);
 }
 
 template <class T>
@@ -268,22 +343,10 @@ void launch_one_read(const T* x, T* y, int rows, int cols, cudaStream_t stream) 
   course::require_rows_cols(rows, cols, "softmax_one_read");
   const bool whole_vectors = cols % course::kVec<T> == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0 &&
                              reinterpret_cast<std::uintptr_t>(y) % 16 == 0;
-  if (cols <= 32 * kItems<T>) {
-    const int blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
-    if (cols <= 32 * 4 * course::kVec<T>)
-      softmax_warp_rows_kernel<T, 4><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(x, y, rows, cols, whole_vectors);
-    else
-      softmax_warp_rows_kernel<T, kVectors><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(x, y, rows, cols,
-                                                                                       whole_vectors);
-    COURSE_CHECK_LAUNCH();
-    return;
-  }
-  const BlockPlan plan = plan_block_rows<T>(cols);
-  if (plan.cluster == 0 || std::size_t(rows) * plan.cluster > 0x7fffffffu)
-    return launch_online(x, y, rows, cols, stream);
-  const auto kernel = plan.staged ? softmax_block_rows_kernel<T, kStaged> : softmax_block_rows_kernel<T, 0>;
-  course::launch_clustered(kernel, unsigned(rows) * plan.cluster, plan.cluster, plan.threads,
-                           plan.staged ? kStagedBytes : 0, stream, x, y, cols, plan.cluster, whole_vectors);
+  if (whole_vectors)
+    launch_one_read_kernels<T, true>(x, y, rows, cols, stream);
+  else
+    launch_one_read_kernels<T, false>(x, y, rows, cols, stream);
 }
 
 }  // namespace
@@ -308,7 +371,7 @@ void softmax_one_read(const __nv_bfloat16* x, __nv_bfloat16* y, int rows, int co
 }
 
 int one_read_max_cols(int value_bytes) {
-  if (staged_clusters_run<float>()) return kMaxCluster * kStagedThreads * (kVectors + kStaged) * 16 / value_bytes;
+  if (cluster_rows_run<float>()) return kMaxCluster * kStagedThreads * (kVectors + kStaged) * 16 / value_bytes;
   return kMaxThreads * kVectors * 16 / value_bytes;
 }
 

@@ -236,12 +236,10 @@ __device__ __forceinline__ void drop_explicitly_masked(uint4 (&raw)[N], const Ro
 // Each visible key's exponential is computed once, by share_state, and kept in place of
 // its score until store_share writes it: one ex2 per key instead of two (the kernel is
 // about as much arithmetic as memory traffic, measured on an H200). The registers hold
-// T, so p = exp(scale * s - m) is stored rounded to T; fp16 keeps p * 2^10, so that p down
-// to 2^-24 (not 2^-14) is still a normal number with fp16's full precision.
-template <class T>
-constexpr int kKeptLog2 = std::is_same_v<T, __half> ? 10 : 0;
-template <class T>
-constexpr float kKeptScale = float(1 << kKeptLog2<T>);
+// T, so p = exp(scale * s - m) is stored rounded to T, fp16 as p * 2^10 (course::kKeptScale,
+// common/include/course/dtype.cuh), as in chapter 03.
+using course::kKeptLog2;
+using course::kKeptScale;
 
 // The state (m, l) of this thread's keys, in units of scale * S: m = the max of
 // scale * s over them, l = the sum of exp(scale * s - m). Overwrites every visible score

@@ -26,6 +26,15 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
 template <class T>
 inline constexpr int kVec = 16 / sizeof(T);
 
+// A probability p in (0, 1] kept in T between two passes over a row (chapters 03 and 04
+// compute each exponential once and keep it where the value was): fp16 keeps p * 2^10, so
+// that p down to 2^-24 (not 2^-14) is still a normal number with fp16's full precision;
+// float and bf16 (fp32's exponent range) keep p itself.
+template <class T>
+inline constexpr int kKeptLog2 = std::is_same_v<T, __half> ? 10 : 0;
+template <class T>
+inline constexpr float kKeptScale = float(1 << kKeptLog2<T>);
+
 // The kVec<T> values packed in 16 bytes (as loaded), widened to float, and back. Word by
 // word with the paired conversions (two halves per 32-bit word), so the vector never
 // leaves registers.
