@@ -25,7 +25,7 @@
 //
 // An FP8 cache is widened to fp16 on its way from shared memory to the registers (E4M3
 // values are exact in fp16). The row scales stay in fp32: K's multiply the scores, V's
-// the probabilities (see ValueWeights).
+// the probabilities (see "FP8 values" below).
 //
 // Fill in the TODOs, in order; everything else is complete. Check your work with
 //   cmake --build --preset exercises && ctest --preset exercises -L 08
@@ -238,9 +238,6 @@ __device__ __forceinline__ void mma_rows_0_to_7(float (&c)[4], unsigned a0, unsi
 // divided by the tile's largest, `top`, and the accumulator is kept in units of `top`:
 //   acc_true = top * acc, so entering a tile: acc *= rescale * top_before / top.
 // A tile of all-zero rows keeps the previous `top` (its weights are 0 anyway).
-struct ValueWeights {
-  float top = 1.0f;
-};
 
 // ---- Launching the combine early (sm_90: programmatic dependent launch) ------------------
 // The combine kernel is launched with programmatic stream serialization: once every split
@@ -301,7 +298,7 @@ __global__ void __launch_bounds__(kThreads)
   // share of the sum), acc[n][e]: O's columns value_column(n, t, e) (acc[n][2..3], rows
   // g + 8 of the mma, stay 0).
   float m = -INFINITY, l = 0.0f, acc[D / 8][4] = {};
-  ValueWeights weights;
+  float top = 1.0f;  // FP8: the accumulator's unit, see "FP8 values" above
 
   const int tiles_in_chunk = end > begin ? (end - begin + kTileKeys - 1) / kTileKeys : 0;
   // FP8: lane j fetches the scales of position j of a tile one tile ahead, with the keys.
@@ -387,16 +384,16 @@ __global__ void __launch_bounds__(kThreads)
     (void)first;
     (void)score_unit;
     float acc_rescale = rescale;
-    if constexpr (kFp8) {  // P's weights: V's scales over the tile's largest (ValueWeights)
-      float top = 0.0f;
+    if constexpr (kFp8) {  // P's weights: V's scales over the tile's largest, in units of top
+      float tile_top = 0.0f;
       for (int j = 0; j < kScoreTiles; ++j)
-        for (int e = 0; e < 2; ++e) top = fmaxf(top, mine.v_scale[8 * j + 2 * t + e]);
-      top = quad_reduce(top, course::Max{});
-      if (top > 0.0f) {
-        acc_rescale *= weights.top / top;
-        weights.top = top;
+        for (int e = 0; e < 2; ++e) tile_top = fmaxf(tile_top, mine.v_scale[8 * j + 2 * t + e]);
+      tile_top = quad_reduce(tile_top, course::Max{});
+      if (tile_top > 0.0f) {
+        acc_rescale *= top / tile_top;
+        top = tile_top;
       }
-      const float inv_top = 1.0f / weights.top;
+      const float inv_top = 1.0f / top;
       for (int j = 0; j < kScoreTiles; ++j)
         for (int e = 0; e < 2; ++e) p[j][e] *= mine.v_scale[8 * j + 2 * t + e] * inv_top;
     }
@@ -425,7 +422,7 @@ __global__ void __launch_bounds__(kThreads)
   if (g < G) {
     if (t == 0) states.m[warp][g] = m, states.l[warp][g] = l;
     for (int n = 0; n < D / 8; ++n)
-      for (int e = 0; e < 2; ++e) states.acc[warp][g][value_column<Elem>(n, t, e)] = acc[n][e] * weights.top;
+      for (int e = 0; e < 2; ++e) states.acc[warp][g][value_column<Elem>(n, t, e)] = acc[n][e] * top;
   }
   __syncthreads();
   for (int i = threadIdx.x; i < G * D; i += kThreads) {

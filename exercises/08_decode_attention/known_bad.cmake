@@ -23,7 +23,7 @@ course_known_bad(wrong_kv_head
   REPLACE "const int first_head = (kv_head % kv_heads) * G;" "const int first_head = (kv_head % kv_heads);")
 course_known_bad(fp8_value_units_dropped
   WHY "the FP8 accumulator is kept in units of the tile's largest value scale, and the split's output forgets to multiply them back"
-  REPLACE "acc[n][e] * weights.top;" "acc[n][e];")
+  REPLACE "acc[n][e] * top;" "acc[n][e];")
 course_known_bad(no_sum_rescale
   WHY "the running sum l is not rescaled when a tile raises the running max"
   REPLACE "l = l * rescale + p_sum;" "l = l + p_sum;")
