@@ -47,6 +47,15 @@ std::vector<SoftmaxCase> softmax_edge_cases(Rng& rng) {
     cases.push_back(make("-inf entries (10% of each row)", 6, 3001, x));
   }
   cases.push_back(make("logits past fp16's exp overflow (11 to 13)", 3, 500, rng.uniform(1500, 11.0f, 13.0f)));
+  // One finite value, every other -inf: whole threads, warps and blocks then see nothing
+  // but -inf, and must contribute exactly 0 (exp(-inf - (-inf)) is NaN). The answer is 1
+  // at the finite value. Lengths for a warp, a block and a cluster of blocks per row.
+  for (int cols : {1000, 3001, 262144, 262147}) {
+    const int rows = 3;
+    std::vector<float> x(std::size_t(rows) * cols, -inf);
+    for (int r = 0; r < rows; ++r) x[std::size_t(r) * cols + rng.uniform_int(0, cols - 1)] = rng.normal(1)[0];
+    cases.push_back(make("one finite value, every other -inf", rows, cols, x));
+  }
   return cases;
 }
 

@@ -15,6 +15,9 @@ course_known_bad(one_read_unnormalised
 course_known_bad(one_read_thread_max
   WHY "the one-read kernels leave each thread's exponentials in units of its own max, not the row's"
   REPLACE "__fdividef(exp_shifted(own.m, row.m), " "__fdividef(1.0f, ")
+course_known_bad(one_read_empty_thread_nan
+  WHY "keep_exponentials shifts by the thread's max even when it is -inf: a thread that holds only -inf computes exp(-inf - (-inf)) = NaN"
+  REPLACE "const float shift = m == -INFINITY ? 0.0f : m;" "const float shift = m;")
 course_known_bad(online_second_read_skips_tail
   WHY "the two-read kernel's normalising pass stops at the first block of the row"
   REPLACE "  const float inv_l = 1.0f / state.l;\n  for (int c = threadIdx.x; c < cols; c += blockDim.x)"

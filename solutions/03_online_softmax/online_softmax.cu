@@ -117,8 +117,8 @@ __device__ __forceinline__ void load_share(uint4 (&raw)[N], const T* __restrict_
   constexpr int V = course::kVec<T>;
 #pragma unroll
   for (int i = 0; i < N; ++i) {
-    const int col = share.col(i);
     if (!share.holds(i)) continue;
+    const int col = share.col(i);
     if constexpr (kWhole) {
       raw[i] = *reinterpret_cast<const uint4*>(x_row + col);
     } else {

@@ -22,7 +22,8 @@ struct SoftmaxCase {
 };
 
 // Huge logits (1e4), very negative rows (-1e4), constant rows, a single column, one
-// dominant element, -inf entries, and logits just past where a naive fp16 exp overflows.
+// dominant element, -inf entries, logits just past where a naive fp16 exp overflows, and
+// rows of one finite value among -inf (whole threads and blocks that see only -inf).
 std::vector<SoftmaxCase> softmax_edge_cases(Rng& rng);
 
 // Random logits (with outliers) for lengths that break kernels: 1, around the warp, the
