@@ -288,6 +288,8 @@ void launch_online(const T* x, T* y, int rows, int cols, cudaStream_t stream) {
 constexpr int kStagedBytes = kStaged * kStagedThreads * 16;  // dynamic shared memory of a cluster-rows block
 
 // Can this GPU run a cluster of kMaxCluster cluster-rows blocks? (Asked once, not per launch.)
+// Both kernels are asked: cluster_fits also raises each one's dynamic shared memory limit
+// to kStagedBytes, which their launches need.
 template <class T>
 bool cluster_rows_run() {
   static const bool fits = course::cluster_fits(softmax_cluster_rows_kernel<T, true>, kMaxCluster, kStagedThreads,
