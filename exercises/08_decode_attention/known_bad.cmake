@@ -11,7 +11,7 @@ course_known_bad(reads_past_length
   REPLACE "const int end = min(begin + chunk, length);" "const int end = min(begin + chunk, max_len);")
 course_known_bad(first_group_queries
   WHY "every kv head scores the queries of the sequence's first group, not its own"
-  REPLACE "const T* q_group = q + (std::size_t(batch) * heads + first_head) * D;" "const T* q_group = q + (std::size_t(batch) * heads) * D;")
+  REPLACE "const T* q_row = q + (std::size_t(batch) * heads + first_head + g) * D;" "const T* q_row = q + (std::size_t(batch) * heads + g) * D;")
 course_known_bad(fp8_key_scale_ignored
   WHY "the FP8 key rows' scales are never applied to the scores"
   REPLACE "const float k_scale = kFp8 ? mine.k_scale[at] : 1.0f;" "const float k_scale = 1.0f;")

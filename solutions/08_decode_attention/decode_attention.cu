@@ -96,14 +96,9 @@ struct WarpStates {
   float acc[kWarps][G][D];
 };
 
+// A split block's shared memory: the warps' tiles, later reused for their states.
 template <class Elem, int D, int G>
-struct SplitConfig {
-  static constexpr std::size_t kTilesBytes = sizeof(WarpTiles<Elem, D>) * kWarps;
-  // The tiles, later reused for the warps' states, then the group's queries.
-  static constexpr std::size_t kQueryOffset =
-      kTilesBytes > sizeof(WarpStates<D, G>) ? kTilesBytes : sizeof(WarpStates<D, G>);
-  static constexpr std::size_t kShared = kQueryOffset + sizeof(float) * G * D;
-};
+constexpr std::size_t kSplitShared = std::max(sizeof(WarpTiles<Elem, D>) * kWarps, sizeof(WarpStates<D, G>));
 
 // Starts the copies of the 32 cache rows from position `first` (K or V, as stored) into
 // `rows`, 16 bytes per copy, consecutive lanes on consecutive chunks of a row (coalesced).
@@ -261,14 +256,12 @@ __global__ void __launch_bounds__(kThreads)
                  const float* __restrict__ K_scale, const float* __restrict__ V_scale, const int* __restrict__ lengths,
                  int kv_heads, int max_len, int chunk, float scale_log2, course::MaxSum* __restrict__ part_state,
                  float* __restrict__ part_acc, T* __restrict__ O, float* __restrict__ lse) {
-  using Config = SplitConfig<Elem, D, G>;
   using Stride = Strides<Elem, D>;
   using M = Operand<Elem>;
   constexpr bool kFp8 = kIsFp8<Elem>;
   extern __shared__ float4 shared[];
   auto* tiles = reinterpret_cast<WarpTiles<Elem, D>*>(shared);
   auto& states = *reinterpret_cast<WarpStates<D, G>*>(shared);  // after the walk only
-  auto* q_shared = reinterpret_cast<float(*)[D]>(reinterpret_cast<unsigned char*>(shared) + Config::kQueryOffset);
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int g = lane / 4, t = lane % 4;  // this lane's query (row of S, P, O) and quad lane
@@ -294,58 +287,73 @@ __global__ void __launch_bounds__(kThreads)
   float top = 1.0f;  // FP8: the accumulator's unit, see "FP8 values" above
 
   const int tiles_in_chunk = end > begin ? (end - begin + kTileKeys - 1) / kTileKeys : 0;
-  // FP8: lane j fetches the scales of position j of a tile one tile ahead, with the keys.
+  // Each fetch is one group of copies, empty past the chunk's last tile (so the count of
+  // pending groups is the same for every warp and tile). FP8: lane j also loads the scales
+  // of position j, which the warp moves to shared memory when it reaches that tile.
   float next_k_scale = 0.0f, next_v_scale = 0.0f;
   auto fetch_keys = [&](int tile, int stage) {
-    const int first = begin + tile * kTileKeys;
-    fetch_rows<Stride::kRowBytes>(mine.k[stage], K_bytes, first, end, lane);
-    if constexpr (kFp8) {
-      const bool valid = first + lane < end;
-      next_k_scale = valid ? K_scale[cache_row0 + first + lane] : 0.0f;
-      next_v_scale = valid ? V_scale[cache_row0 + first + lane] : 0.0f;
-    }
+    if (tile < tiles_in_chunk)
+      fetch_rows<Stride::kRowBytes>(mine.k[stage], K_bytes, begin + tile * kTileKeys, end, lane);
+    course::commit_copies();
   };
   auto fetch_values = [&](int tile) {
-    fetch_rows<Stride::kRowBytes>(mine.v, V_bytes, begin + tile * kTileKeys, end, lane);
+    const int first = begin + tile * kTileKeys;
+    if (tile < tiles_in_chunk) {
+      fetch_rows<Stride::kRowBytes>(mine.v, V_bytes, first, end, lane);
+      if constexpr (kFp8) {
+        const bool valid = first + lane < end;
+        next_k_scale = valid ? K_scale[cache_row0 + first + lane] : 0.0f;
+        next_v_scale = valid ? V_scale[cache_row0 + first + lane] : 0.0f;
+      }
+    }
+    course::commit_copies();
   };
+
+  // This lane's columns of query g, loaded straight into registers as the pairs of its A
+  // fragments (rows g >= G are zero). Each warp loads its own, so no warp waits at a block
+  // barrier for the others' loads: when every SM asks for its first tiles at once, those
+  // copies take microseconds to land, and a load queued behind them as long.
+  const T* q_row = q + (std::size_t(batch) * heads + first_head + g) * D;
+  unsigned q_pairs[D / 16][2];
+  for (int s = 0; s < D / 16; ++s)
+    for (int half = 0; half < 2; ++half)
+      q_pairs[s][half] = g < G ? *reinterpret_cast<const unsigned*>(q_row + query_column<Elem, D>(s, t, 2 * half)) : 0u;
+
   // Copy groups complete in order. Entering tile t, the pending ones are t's keys, then
-  // t's values; the loop adds the next tile's keys. (Empty groups keep the count uniform.)
-  int stage = 0;
-  if (warp < tiles_in_chunk) fetch_keys(warp, stage);
-  course::commit_copies();
-  if (warp < tiles_in_chunk) fetch_values(warp);
-  course::commit_copies();
+  // t's values; the loop adds the keys of the warp's next tile, then its values.
+  fetch_keys(warp, 0);
+  fetch_values(warp);
 
-  // The group's queries, shared by every warp (loaded while the first tiles are on their way).
-  const T* q_group = q + (std::size_t(batch) * heads + first_head) * D;
-  for (int i = threadIdx.x; i < G * D; i += kThreads) q_shared[i / D][i % D] = course::to_float(q_group[i]);
-  __syncthreads();
-
-  // This lane's row of Q as the A operand (rows g >= G are zero). FP8 multiplies in fp16,
-  // whose range is narrower than bf16's: each query is scaled by a power of two (exact) so
-  // its largest element is below 2^14, and the scores by its inverse.
+  // Q as the A operand. From a 16-bit cache the pairs are the operand as loaded (T is the
+  // cache's type). FP8 multiplies in fp16, whose range is narrower than bf16's: each query is
+  // scaled by a power of two (exact) so that its largest element is below 2^14, and the
+  // scores by its inverse. The quad's 4 lanes hold all of its D columns.
   float q_unit = 1.0f;
+  unsigned qa[D / 16][2];
   if constexpr (kFp8) {
     float amax = 0.0f;
-    for (int i = t; i < D && g < G; i += 4) amax = fmaxf(amax, fabsf(q_shared[g][i]));
+    for (int s = 0; s < D / 16; ++s)
+      for (int half = 0; half < 2; ++half) {
+        const float2 x = course::unpack2<T>(q_pairs[s][half]);
+        amax = fmaxf(amax, fmaxf(fabsf(x.x), fabsf(x.y)));
+      }
     amax = quad_reduce(amax, course::Max{});
     int exponent = 0;
     frexpf(amax, &exponent);  // amax < 2^exponent
     q_unit = amax > 0.0f ? ldexpf(1.0f, min(14 - exponent, 126)) : 1.0f;
+    for (int s = 0; s < D / 16; ++s)
+      for (int half = 0; half < 2; ++half) {
+        const float2 x = course::unpack2<T>(q_pairs[s][half]);
+        qa[s][half] = course::pack2<M>(x.x * q_unit, x.y * q_unit);
+      }
+  } else {
+    for (int s = 0; s < D / 16; ++s) qa[s][0] = q_pairs[s][0], qa[s][1] = q_pairs[s][1];
   }
-  unsigned qa[D / 16][2];
-  for (int s = 0; s < D / 16; ++s)
-    for (int half = 0; half < 2; ++half) {
-      float x[2] = {0.0f, 0.0f};
-      for (int i = 0; i < 2 && g < G; ++i) x[i] = q_shared[g][query_column<Elem, D>(s, t, 2 * half + i)] * q_unit;
-      qa[s][half] = course::pack2<M>(x[0], x[1]);
-    }
   const float score_unit = scale_log2 / q_unit;  // scores in log2 units
 
-  for (int tile = warp; tile < tiles_in_chunk; tile += kWarps, stage ^= 1) {
+  for (int tile = warp, stage = 0; tile < tiles_in_chunk; tile += kWarps, stage ^= 1) {
     if constexpr (kFp8) mine.k_scale[lane] = next_k_scale, mine.v_scale[lane] = next_v_scale;
-    if (tile + kWarps < tiles_in_chunk) fetch_keys(tile + kWarps, stage ^ 1);
-    course::commit_copies();
+    fetch_keys(tile + kWarps, stage ^ 1);
     course::wait_copies<2>();  // all but the 2 newest groups: this tile's keys have landed
     __syncwarp();              // ... for every lane's copies, not only this lane's
 
@@ -411,8 +419,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int n = 0; n < D / 8; ++n) mma_rows_0_to_7<M>(acc[n], a0, a2, b[n][0], b[n][1]);
     }
     __syncwarp();  // done with the values and scales before they are overwritten
-    if (tile + kWarps < tiles_in_chunk) fetch_values(tile + kWarps);
-    course::commit_copies();
+    fetch_values(tile + kWarps);
   }
   course::wait_copies<0>();
   allow_combine_launch();
@@ -540,7 +547,7 @@ template <class Elem, class T, int D, int G>
 void launch_split(const T* q, const Elem* K, const Elem* V, const float* K_scale, const float* V_scale,
                   const int* lengths, const CacheShape& s, float scale, int splits, const Outputs<T>& out,
                   cudaStream_t stream) {
-  constexpr std::size_t kShared = SplitConfig<Elem, D, G>::kShared;
+  constexpr std::size_t kShared = kSplitShared<Elem, D, G>;
   const auto kernel = split_kernel<Elem, T, D, G>;
   COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShared)));
   const dim3 blocks(splits, s.batch * s.kv_heads);
@@ -603,7 +610,7 @@ void run(const T* q, const Elem* K, const Elem* V, const float* K_scale, const f
 // Split blocks that fit on one SM at once, for cache element Elem, head_dim D, group G.
 template <class Elem, int D, int G>
 int resident_for_group() {
-  constexpr std::size_t kShared = SplitConfig<Elem, D, G>::kShared;
+  constexpr std::size_t kShared = kSplitShared<Elem, D, G>;
   const auto kernel = split_kernel<Elem, __half, D, G>;
   COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShared)));
   int blocks = 0;

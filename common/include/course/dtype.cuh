@@ -110,6 +110,11 @@ template <class T>
 __device__ __forceinline__ unsigned pack2(float lo, float hi) {
   return detail::narrow_word(make_float2(lo, hi), T{});
 }
+// The reverse: the two T values of a 32-bit word as floats, the low half in .x.
+template <class T>
+__device__ __forceinline__ float2 unpack2(unsigned word) {
+  return detail::widen_word(word, T{});
+}
 
 template <>
 __device__ __forceinline__ void unpack<__half>(const uint4& raw, float (&out)[8]) {
