@@ -266,6 +266,7 @@ __global__ void __launch_bounds__(kThreads)
   using Stride = Strides<Elem, D>;
   using M = Operand<Elem>;
   constexpr bool kFp8 = kIsFp8<Elem>;
+  static_assert(kFp8 || std::is_same_v<T, Elem>, "a 16-bit cache holds the queries' type: q's pairs are its A operand");
   extern __shared__ float4 shared[];
   auto* tiles = reinterpret_cast<WarpTiles<Elem, D>*>(shared);
   auto& states = *reinterpret_cast<WarpStates<D, G>*>(shared);  // after the walk only
