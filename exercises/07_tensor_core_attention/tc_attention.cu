@@ -30,6 +30,7 @@
 #include "course/gpu.hpp"
 #include "course/mma.cuh"
 #include "course/online_softmax.cuh"
+#include "course/reduce.cuh"
 
 #include <cmath>
 #include <stdexcept>
@@ -142,7 +143,7 @@ __device__ __forceinline__ void mask_scores(float (&s)[RT][kKeyTile / 8][4], con
 template <int D, int RT>
 __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], float (&m)[RT][2], float (&l)[RT][2],
                                                float (&o)[RT][D / 8][4], float scale_log2, bool tuned) {
-  // TODO(rung 1): for each row (r, h): the tile's max over the quad (two __shfl_xor_sync),
+  // TODO(rung 1): for each row (r, h): the tile's max over the quad (course::quad_reduce),
   // the new running max in log2 units, the rescale of l and of the row's o, and s replaced
   // by p = exp2_approx(scale_log2 * s - m) (mind the row whose max is still -inf).
   // `tuned` (rung 5) may skip the output's rescale when no row of the warp changed its max.
@@ -268,9 +269,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
   for (int r = 0; r < RT; ++r)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float row_l = l[r][h];
-      row_l += __shfl_xor_sync(kFullWarp, row_l, 1);
-      row_l += __shfl_xor_sync(kFullWarp, row_l, 2);
+      const float row_l = course::quad_reduce(l[r][h], course::Sum{});
       const int row = warp_row0 + 16 * r + g + 8 * h, query = q0 + row;
       const float inv = row_l > 0.0f ? 1.0f / row_l : 0.0f;
 #pragma unroll

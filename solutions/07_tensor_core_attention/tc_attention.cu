@@ -21,6 +21,7 @@
 #include "course/gpu.hpp"
 #include "course/mma.cuh"
 #include "course/online_softmax.cuh"
+#include "course/reduce.cuh"
 
 #include <cmath>
 #include <stdexcept>
@@ -157,8 +158,7 @@ __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], 
 #pragma unroll
       for (int nb = 0; nb < kKeyTile / 8; ++nb)
         tile_max = fmaxf(tile_max, fmaxf(s[r][nb][2 * h], s[r][nb][2 * h + 1]));
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullWarp, tile_max, 1));
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullWarp, tile_max, 2));
+      tile_max = course::quad_reduce(tile_max, course::Max{});
       const float m_new = fmaxf(m[r][h], tile_max * scale_log2);
       const float shift = m_new == -INFINITY ? 0.0f : m_new;  // no key seen yet: avoid -inf - -inf
       const float rescale = course::exp2_approx(m[r][h] - shift);
@@ -325,9 +325,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
   for (int r = 0; r < RT; ++r)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float row_l = l[r][h];
-      row_l += __shfl_xor_sync(kFullWarp, row_l, 1);
-      row_l += __shfl_xor_sync(kFullWarp, row_l, 2);
+      const float row_l = course::quad_reduce(l[r][h], course::Sum{});
       const int row = warp_row0 + 16 * r + g + 8 * h, query = q0 + row;
       const float inv = row_l > 0.0f ? 1.0f / row_l : 0.0f;
 #pragma unroll

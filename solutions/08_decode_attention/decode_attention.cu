@@ -207,13 +207,6 @@ __device__ __forceinline__ void value_fragments(unsigned (&b)[D / 8][2], const u
   }
 }
 
-// v combined over the 4 lanes of a quad, lanes 4g .. 4g + 3: query g's row of S, P and O.
-template <class Op>
-__device__ __forceinline__ float quad_reduce(float v, Op op) {
-  v = op(v, __shfl_xor_sync(~0u, v, 1));
-  return op(v, __shfl_xor_sync(~0u, v, 2));
-}
-
 // c += A B with only rows g (0..7) of A in use: a[1] and a[3], rows g + 8, are zero.
 template <class M>
 __device__ __forceinline__ void mma_rows_0_to_7(float (&c)[4], unsigned a0, unsigned a2, unsigned b0, unsigned b1) {
@@ -310,45 +303,43 @@ __global__ void __launch_bounds__(kThreads)
     course::commit_copies();
   };
 
-  // This lane's columns of query g, loaded straight into registers as the pairs of its A
-  // fragments (rows g >= G are zero). Each warp loads its own, so no warp waits at a block
-  // barrier for the others' loads: when every SM asks for its first tiles at once, those
-  // copies take microseconds to land, and a load queued behind them as long.
+  // This lane's row of Q as the A operand: qa[s] holds a0 and a2 of k-step s, the pairs of
+  // query g's columns query_column(s, t, ...), loaded straight into registers (rows g >= G
+  // are zero). Each warp loads its own, so no warp waits at a block barrier for the others'
+  // loads: when every SM asks for its first tiles at once, those copies take microseconds to
+  // land, and a load queued behind them as long.
   const T* q_row = q + (std::size_t(batch) * heads + first_head + g) * D;
-  unsigned q_pairs[D / 16][2];
+  unsigned qa[D / 16][2];
   for (int s = 0; s < D / 16; ++s)
     for (int half = 0; half < 2; ++half)
-      q_pairs[s][half] = g < G ? *reinterpret_cast<const unsigned*>(q_row + query_column<Elem, D>(s, t, 2 * half)) : 0u;
+      qa[s][half] = g < G ? *reinterpret_cast<const unsigned*>(q_row + query_column<Elem, D>(s, t, 2 * half)) : 0u;
 
   // Copy groups complete in order. Entering tile t, the pending ones are t's keys, then
   // t's values; the loop adds the keys of the warp's next tile, then its values.
   fetch_keys(warp, 0);
   fetch_values(warp);
 
-  // Q as the A operand. From a 16-bit cache the pairs are the operand as loaded (T is the
-  // cache's type). FP8 multiplies in fp16, whose range is narrower than bf16's: each query is
-  // scaled by a power of two (exact) so that its largest element is below 2^14, and the
-  // scores by its inverse. The quad's 4 lanes hold all of its D columns.
+  // From a 16-bit cache the pairs as loaded are the operand (T is the cache's type). FP8
+  // multiplies in fp16, whose range is narrower than bf16's: each query is scaled by a power
+  // of two (exact) so that its largest element is below 2^14, and the scores by its inverse;
+  // the quad's 4 lanes hold all D columns of its query.
   float q_unit = 1.0f;
-  unsigned qa[D / 16][2];
   if constexpr (kFp8) {
     float amax = 0.0f;
     for (int s = 0; s < D / 16; ++s)
       for (int half = 0; half < 2; ++half) {
-        const float2 x = course::unpack2<T>(q_pairs[s][half]);
+        const float2 x = course::unpack2<T>(qa[s][half]);
         amax = fmaxf(amax, fmaxf(fabsf(x.x), fabsf(x.y)));
       }
-    amax = quad_reduce(amax, course::Max{});
+    amax = course::quad_reduce(amax, course::Max{});
     int exponent = 0;
     frexpf(amax, &exponent);  // amax < 2^exponent
     q_unit = amax > 0.0f ? ldexpf(1.0f, min(14 - exponent, 126)) : 1.0f;
     for (int s = 0; s < D / 16; ++s)
       for (int half = 0; half < 2; ++half) {
-        const float2 x = course::unpack2<T>(q_pairs[s][half]);
+        const float2 x = course::unpack2<T>(qa[s][half]);
         qa[s][half] = course::pack2<M>(x.x * q_unit, x.y * q_unit);
       }
-  } else {
-    for (int s = 0; s < D / 16; ++s) qa[s][0] = q_pairs[s][0], qa[s][1] = q_pairs[s][1];
   }
   const float score_unit = scale_log2 / q_unit;  // scores in log2 units
 
@@ -380,7 +371,7 @@ __global__ void __launch_bounds__(kThreads)
         s[j][e] = first + at < end ? s[j][e] * score_unit * k_scale : -INFINITY;
         tile_max = fmaxf(tile_max, s[j][e]);
       }
-    tile_max = quad_reduce(tile_max, course::Max{});
+    tile_max = course::quad_reduce(tile_max, course::Max{});
     // The tile holds a valid position (tile < tiles_in_chunk), so m_new is finite.
     const float m_new = fmaxf(m, tile_max);
     rescale = course::exp2_approx(m - m_new);  // 0 on the warp's first tile
@@ -397,7 +388,7 @@ __global__ void __launch_bounds__(kThreads)
       float tile_top = 0.0f;
       for (int j = 0; j < kScoreTiles; ++j)
         for (int e = 0; e < 2; ++e) tile_top = fmaxf(tile_top, mine.v_scale[8 * j + 2 * t + e]);
-      tile_top = quad_reduce(tile_top, course::Max{});
+      tile_top = course::quad_reduce(tile_top, course::Max{});
       if (tile_top > 0.0f) {
         acc_rescale *= top / tile_top;
         top = tile_top;
@@ -427,7 +418,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();  // every warp is done with its tiles: their memory now holds the states
 
   // 4. The block's state: merge the 4 warps' (m, l, acc), one (query, column) per thread.
-  l = quad_reduce(l, course::Sum{});
+  l = course::quad_reduce(l, course::Sum{});
   if (g < G) {
     if (t == 0) states.m[warp][g] = m, states.l[warp][g] = l;
     for (int n = 0; n < D / 8; ++n)

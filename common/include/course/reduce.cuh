@@ -2,6 +2,8 @@
 // later chapters use these for max, sum and chapter 03's (max, sum) pairs).
 //
 //   warp_reduce(v, op):  result valid in every lane of the warp.
+//   quad_reduce(v, op):  over the 4 lanes 4g .. 4g + 3 of a quad, valid in each of them
+//     (an mma accumulator's row lives in one quad: chapters 07 and 08).
 //   block_reduce(v, op, scratch):  result valid in every thread of the block.
 //     scratch: __shared__ storage for 32 values of v's type. blockDim.x must be a
 //     multiple of 32. Ends with a barrier, so the same scratch can be used by the next
@@ -32,6 +34,12 @@ template <class V, class Op>
 __device__ V warp_reduce(V v, Op op) {
   for (int mask = 16; mask > 0; mask /= 2) v = op(v, shfl_xor(v, mask));
   return v;
+}
+
+template <class V, class Op>
+__device__ __forceinline__ V quad_reduce(V v, Op op) {
+  v = op(v, shfl_xor(v, 1));
+  return op(v, shfl_xor(v, 2));
 }
 
 template <class V, class Op>
