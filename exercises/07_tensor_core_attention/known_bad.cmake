@@ -44,3 +44,6 @@ course_known_bad(missing_barrier_after_wait
 course_known_bad(rescale_skipped_for_all
   WHY "rung 5 skips the output's rescale when any row of the warp kept its max, not only when all did"
   REPLACE "if (tuned && !__any_sync(kFullWarp, rescale != 1.0f)) continue;" "if (tuned && __any_sync(kFullWarp, rescale == 1.0f)) continue;")
+course_known_bad(fragment_overwritten_ahead
+  WHY "rung 5 loads the next step's K fragments into the buffer this step's mma read, not the other one"
+  REPLACE "if (step + 1 < KK * NP) load_k(b[(step + 1) % 2], step + 1);" "if (step + 1 < KK * NP) load_k(b[step % 2], step + 1);")

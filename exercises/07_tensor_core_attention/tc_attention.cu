@@ -8,6 +8,8 @@
 //      keys and values copied into the other stage while this tile is computed.
 //      Then: ctest --preset exercises -L 07
 // Everything else is given: the tiles and their swizzle, the copies, the walk, the launch.
+// (Rung 5 here runs your score_tile and accumulate_pv. The solution's rung 5 runs copies of
+// them that load each fragment a step ahead: score_tile_ahead, accumulate_pv_ahead.)
 //
 //   O = softmax(scale * Q K^T, masked) V and lse: chapter 06's walk, with both products
 //   S = Q K^T and O += P V done by mma.sync on 16-bit inputs with fp32 accumulators.

@@ -215,6 +215,84 @@ __device__ __forceinline__ void accumulate_pv(float (&o)[RT][D / 8][4], const fl
   }
 }
 
+// ---- Rung 5: both products with every fragment loaded a step ahead ----------------------
+// score_tile and accumulate_pv issue each ldmatrix just before the mma that use it, and an mma
+// then waits for its fragments to come back from shared memory: with 255 registers in use the
+// compiler finds little to put in between (ncu: the walk's warps wait on such results ~1.2
+// cycles per instruction issued, FlashAttention-2's ~0.3). These versions keep two register
+// buffers and load step i + 1's fragments before step i's mma, so the load is in flight while
+// the mma run. Measured on an H200 (bf16, d = 128): +1.5-2%; either product alone, or loads
+// two steps ahead, measured no gain.
+template <class T, int D, int RT, Layout L>
+__device__ __forceinline__ void score_tile_ahead(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
+                                                 const uint4* k_tile, int warp_row0, int lane) {
+  constexpr int KK = D / 16, NP = kKeyTile / 16;  // k-steps over d; pairs of 8-key blocks per k-step
+  auto load_q = [&](unsigned (&a)[RT][4], int kk) {  // as score_tile
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+      course::ldmatrix_x4(a[r], course::shared_address(
+                                    q_tile + chunk_slot<D, L>(warp_row0 + 16 * r + lane % 16, 2 * kk + lane / 16)));
+  };
+  auto load_k = [&](unsigned (&b)[4], int step) {  // step = kk * NP + np, as score_tile
+    const int kk = step / NP, np = step % NP;
+    const int key = 16 * np + lane % 8 + (lane / 16) * 8, chunk = 2 * kk + (lane / 8) % 2;
+    course::ldmatrix_x4(b, course::shared_address(k_tile + chunk_slot<D, L>(key, chunk)));
+  };
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int nb = 0; nb < kKeyTile / 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[r][nb][e] = 0.0f;
+  unsigned a[2][RT][4], b[2][4];  // a[kk % 2], b[step % 2]: this step's fragments and the next
+  load_q(a[0], 0);
+  load_k(b[0], 0);
+#pragma unroll
+  for (int kk = 0; kk < KK; ++kk)
+#pragma unroll
+    for (int np = 0; np < NP; ++np) {
+      const int step = kk * NP + np;
+      if (np == 0 && kk + 1 < KK) load_q(a[(kk + 1) % 2], kk + 1);
+      if (step + 1 < KK * NP) load_k(b[(step + 1) % 2], step + 1);
+#pragma unroll
+      for (int r = 0; r < RT; ++r) {
+        course::mma_16x8x16<T>(s[r][2 * np], a[kk % 2][r], b[step % 2][0], b[step % 2][1]);
+        course::mma_16x8x16<T>(s[r][2 * np + 1], a[kk % 2][r], b[step % 2][2], b[step % 2][3]);
+      }
+    }
+}
+
+template <class T, int D, int RT, Layout L>
+__device__ __forceinline__ void accumulate_pv_ahead(float (&o)[RT][D / 8][4], const float (&p)[RT][kKeyTile / 8][4],
+                                                    const uint4* v_tile, int lane) {
+  constexpr int KS = kKeyTile / 16, DP = D / 16;  // 16-key steps; pairs of 8-column blocks of d
+  auto load_v = [&](unsigned (&b)[4], int step) {  // step = ks * DP + dp, as accumulate_pv
+    const int ks = step / DP, dp = step % DP;
+    const int key = 16 * ks + lane % 8 + ((lane / 8) % 2) * 8, chunk = 2 * dp + lane / 16;
+    course::ldmatrix_x4_trans(b, course::shared_address(v_tile + chunk_slot<D, L>(key, chunk)));
+  };
+  unsigned b[2][4];  // b[step % 2]
+  load_v(b[0], 0);
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) {
+    unsigned a[RT][4];  // P's A fragment, packed as in accumulate_pv
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[r][i] = course::pack2<T>(p[r][2 * ks + i / 2][2 * (i % 2)], p[r][2 * ks + i / 2][2 * (i % 2) + 1]);
+#pragma unroll
+    for (int dp = 0; dp < DP; ++dp) {
+      const int step = ks * DP + dp;
+      if (step + 1 < KS * DP) load_v(b[(step + 1) % 2], step + 1);
+#pragma unroll
+      for (int r = 0; r < RT; ++r) {
+        course::mma_16x8x16<T>(o[r][2 * dp], a[r], b[step % 2][0], b[step % 2][1]);
+        course::mma_16x8x16<T>(o[r][2 * dp + 1], a[r], b[step % 2][2], b[step % 2][3]);
+      }
+    }
+  }
+}
+
 // ---- The kernel --------------------------------------------------------------------------
 // Grid: x = (batch, head), y = the head's block of queries. Shared memory: the block's
 // queries, then kStages tiles of K, then kStages tiles of V.
@@ -295,7 +373,10 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
     }
 
     float s[RT][kKeyTile / 8][4];
-    score_tile<T, D, RT, St::kLayout>(s, q_tile, k_tile, warp_row0, lane);
+    if constexpr (St::kTuned)
+      score_tile_ahead<T, D, RT, St::kLayout>(s, q_tile, k_tile, warp_row0, lane);
+    else
+      score_tile<T, D, RT, St::kLayout>(s, q_tile, k_tile, warp_row0, lane);
     if (!St::kTuned || k0 + kKeyTile > all_see) mask_scores(s, visible, k0, lane);
     softmax_update<D, RT>(s, m, l, o, scale_log2, St::kTuned);
 
@@ -309,7 +390,10 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
         load_tile<kKeyTile, D, St::kLayout>(v_tiles + next * kKeyTile * kChunks, v_head, k0 + kKeyTile, n_k);
       course::commit_copies();
     }
-    accumulate_pv<T, D, RT, St::kLayout>(o, s, v_tile, lane);
+    if constexpr (St::kTuned)
+      accumulate_pv_ahead<T, D, RT, St::kLayout>(o, s, v_tile, lane);
+    else
+      accumulate_pv<T, D, RT, St::kLayout>(o, s, v_tile, lane);
     if (!St::kPipelined) __syncthreads();  // every warp is done with k and v before they are overwritten
   }
   course::wait_copies<0>();  // no copy outlives the block (a walk of 0 tiles still copied q)
