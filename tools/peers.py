@@ -154,6 +154,19 @@ def chapter04(timer, copy, compile_too):
     table(["shape", "mask", "eager", "eager GB/s", "compiled", "compiled GB/s"], rows)
 
 
+def each_backend(timer, backends, attention, cell):
+    """One table cell per SDPA backend: cell(ms) of attention() forced onto it, or n/a where the
+    backend refuses the inputs."""
+    cells = []
+    for backend in backends.values():
+        try:
+            with torch.nn.attention.sdpa_kernel(backend):
+                cells.append(cell(timer(attention)))
+        except RuntimeError:
+            cells.append("n/a")
+    return cells
+
+
 def chapter07(timer, gemm):
     print(f"## Chapter 07: scaled_dot_product_attention, bf16, TFLOP/s (% of the bf16 GEMM, {gemm:.0f})\n")
     backends = {"flash (FA2)": torch.nn.attention.SDPBackend.FLASH_ATTENTION,
@@ -165,16 +178,9 @@ def chapter07(timer, gemm):
             q, k, v = (torch.randn(b, heads, n, d, dtype=torch.bfloat16, device="cuda") for _ in range(3))
             for causal in (False, True):
                 flops = 4 * b * heads * n * n * d / (2 if causal else 1)
-                cells = [d, n, "yes" if causal else "no"]
-                for backend in backends.values():
-                    try:
-                        with torch.nn.attention.sdpa_kernel(backend):
-                            ms = timer(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
-                        tflops = flops / ms / 1e9
-                        cells.append(f"{tflops:.0f} ({100 * tflops / gemm:.0f}%)")
-                    except RuntimeError:
-                        cells.append("n/a")
-                rows.append(cells)
+                cells = each_backend(timer, backends, lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+                                     lambda ms: f"{flops / ms / 1e9:.0f} ({100 * flops / ms / 1e9 / gemm:.0f}%)")
+                rows.append([d, n, "yes" if causal else "no", *cells])
             del q, k, v
     table(["d", "N", "causal", *backends], rows)
 
@@ -194,16 +200,9 @@ def chapter08(timer, copy):
                 continue
             q = torch.randn(batch, heads, 1, d, dtype=torch.float16, device="cuda")
             k, v = (torch.randn(batch, kv_heads, length, d, dtype=torch.float16, device="cuda") for _ in range(2))
-            cells = [batch, length, f"{cache_bytes / 2**20:.0f} MiB"]
-            for backend in backends.values():
-                try:
-                    with torch.nn.attention.sdpa_kernel(backend):
-                        ms = timer(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
-                    gbps = cache_bytes / ms / 1e6
-                    cells.append(f"{ms * 1e3:.1f} us, {100 * gbps / copy:.0f}%")
-                except RuntimeError:
-                    cells.append("n/a")
-            rows.append(cells)
+            cells = each_backend(timer, backends, lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+                                 lambda ms: f"{ms * 1e3:.1f} us, {100 * cache_bytes / ms / 1e6 / copy:.0f}%")
+            rows.append([batch, length, f"{cache_bytes / 2**20:.0f} MiB", *cells])
             del q, k, v
     table(["batch", "length", "K + V", *backends], rows)
 

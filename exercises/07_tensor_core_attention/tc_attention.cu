@@ -105,22 +105,28 @@ __device__ __forceinline__ void load_tile(uint4* tile, const T* __restrict__ src
 }
 
 // ---- One tile of the walk, one warp ------------------------------------------------------
-// s = Q K^T for the warp's rows and the tile's kKeyTile keys. Per 16 columns of d (kk): the
-// A fragments of Q, then for each pair of 8-key blocks one ldmatrix of K (already the
-// "col" B layout: K is stored [key][d]) feeding two mma per row tile.
-template <class T, int D, int RT, Layout L>
-__device__ __forceinline__ void score_tile(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
-                                           const uint4* k_tile, int warp_row0, int lane) {
-  // TODO(rung 1): zero s, then for each 16 columns of d (kk): the A fragments of the warp's
-  // query rows (ldmatrix_x4 at row warp_row0 + 16r + lane % 16, chunk 2kk + lane / 16), and
-  // for each pair of 8-key blocks one ldmatrix_x4 of K feeding two mma_16x8x16 per row tile.
-  // Address every chunk through chunk_slot<D, L>.
+// s = 0, where every score tile starts: mma adds to its accumulator.
+template <int RT>
+__device__ __forceinline__ void zero_scores(float (&s)[RT][kKeyTile / 8][4]) {
 #pragma unroll
   for (int r = 0; r < RT; ++r)
 #pragma unroll
     for (int nb = 0; nb < kKeyTile / 8; ++nb)
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[r][nb][e] = 0.0f;
+}
+
+// s = Q K^T for the warp's rows and the tile's kKeyTile keys. Per 16 columns of d (kk): the
+// A fragments of Q, then for each pair of 8-key blocks one ldmatrix of K (already the
+// "col" B layout: K is stored [key][d]) feeding two mma per row tile.
+template <class T, int D, int RT, Layout L>
+__device__ __forceinline__ void score_tile(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
+                                           const uint4* k_tile, int warp_row0, int lane) {
+  zero_scores(s);  // given: mma adds to s
+  // TODO(rung 1): for each 16 columns of d (kk): the A fragments of the warp's query rows
+  // (ldmatrix_x4 at row warp_row0 + 16r + lane % 16, chunk 2kk + lane / 16), and for each
+  // pair of 8-key blocks one ldmatrix_x4 of K feeding two mma_16x8x16 per row tile.
+  // Address every chunk through chunk_slot<D, L>.
 }
 
 // Keys at or past a row's visible end get -inf: exp2 makes them exactly 0.

@@ -94,18 +94,24 @@ __device__ __forceinline__ void load_tile(uint4* tile, const T* __restrict__ src
 }
 
 // ---- One tile of the walk, one warp ------------------------------------------------------
-// s = Q K^T for the warp's rows and the tile's kKeyTile keys. Per 16 columns of d (kk): the
-// A fragments of Q, then for each pair of 8-key blocks one ldmatrix of K (already the
-// "col" B layout: K is stored [key][d]) feeding two mma per row tile.
-template <class T, int D, int RT, Layout L>
-__device__ __forceinline__ void score_tile(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
-                                           const uint4* k_tile, int warp_row0, int lane) {
+// s = 0, where every score tile starts: mma adds to its accumulator.
+template <int RT>
+__device__ __forceinline__ void zero_scores(float (&s)[RT][kKeyTile / 8][4]) {
 #pragma unroll
   for (int r = 0; r < RT; ++r)
 #pragma unroll
     for (int nb = 0; nb < kKeyTile / 8; ++nb)
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[r][nb][e] = 0.0f;
+}
+
+// s = Q K^T for the warp's rows and the tile's kKeyTile keys. Per 16 columns of d (kk): the
+// A fragments of Q, then for each pair of 8-key blocks one ldmatrix of K (already the
+// "col" B layout: K is stored [key][d]) feeding two mma per row tile.
+template <class T, int D, int RT, Layout L>
+__device__ __forceinline__ void score_tile(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
+                                           const uint4* k_tile, int warp_row0, int lane) {
+  zero_scores(s);
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     unsigned a[RT][4];  // lanes 0-15 give rows 0-15 at d 16kk, lanes 16-31 the same rows at 16kk + 8
@@ -238,12 +244,7 @@ __device__ __forceinline__ void score_tile_ahead(float (&s)[RT][kKeyTile / 8][4]
     const int key = 16 * np + lane % 8 + (lane / 16) * 8, chunk = 2 * kk + (lane / 8) % 2;
     course::ldmatrix_x4(b, course::shared_address(k_tile + chunk_slot<D, L>(key, chunk)));
   };
-#pragma unroll
-  for (int r = 0; r < RT; ++r)
-#pragma unroll
-    for (int nb = 0; nb < kKeyTile / 8; ++nb)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[r][nb][e] = 0.0f;
+  zero_scores(s);
   unsigned a[2][RT][4], b[2][4];  // a[kk % 2], b[step % 2]: this step's fragments and the next
   load_q(a[0], 0);
   load_k(b[0], 0);
