@@ -2,10 +2,10 @@
 # must catch every one (ctest -L known-bad, solutions track, on a GPU).
 course_known_bad(no_output_rescale
   WHY "the output accumulator is not rescaled when the running max grows (l is)"
-  REPLACE "        o[r][db][2 * h] *= rescale;\n        o[r][db][2 * h + 1] *= rescale;\n" "")
+  REPLACE "        o[r][db][2 * h] *= rescale[r][h];\n        o[r][db][2 * h + 1] *= rescale[r][h];\n" "")
 course_known_bad(no_sum_rescale
   WHY "the running sum l is not rescaled when the running max grows (the output is)"
-  REPLACE "l[r][h] = l[r][h] * rescale + sum;" "l[r][h] = l[r][h] + sum;")
+  REPLACE "l[r][h] = l[r][h] * rescale[r][h] + sum;" "l[r][h] = l[r][h] + sum;")
 course_known_bad(no_zero_fill
   WHY "the tile loads have no bounds check: rows past the last key are read, not zero-filled (NaN x 0 = NaN)"
   REPLACE "const bool inside = first + row < n_rows;" "const bool inside = true;")
@@ -17,7 +17,7 @@ course_known_bad(mask_skipped_too_often
   REPLACE "k0 + kKeyTile > all_see" "k0 + kKeyTile > walk_end")
 course_known_bad(fully_masked_nan
   WHY "a row that has seen no key shifts by m = -inf: 2^(-inf + inf) is NaN"
-  REPLACE "const float shift = m_new == -INFINITY ? 0.0f : m_new;" "const float shift = m_new;")
+  REPLACE "shift[r][h] = m_new == -INFINITY ? 0.0f : m_new;" "shift[r][h] = m_new;")
 course_known_bad(walk_ends_early
   WHY "the walk stops where the block's first query stops seeing keys (causal): later queries lose keys"
   REPLACE "course::visible_keys(last_query, n_q" "course::visible_keys(q0, n_q")
@@ -42,8 +42,8 @@ course_known_bad(missing_barrier_after_wait
   REPLACE "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n    __syncthreads();\n"
           "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n")
 course_known_bad(rescale_skipped_for_all
-  WHY "rung 5 skips the output's rescale when any row of the warp kept its max, not only when all did"
-  REPLACE "if (tuned && !__any_sync(kFullWarp, rescale != 1.0f)) continue;" "if (tuned && __any_sync(kFullWarp, rescale == 1.0f)) continue;")
+  WHY "rung 5 skips the output's rescale when any lane kept all its rows' maxima, not only when every row of the warp did"
+  REPLACE "if (tuned && !__any_sync(kFullWarp, max_moved)) return;" "if (tuned && __any_sync(kFullWarp, !max_moved)) return;")
 course_known_bad(fragment_overwritten_ahead
   WHY "rung 5 loads the next step's K fragments into the buffer this step's mma read, not the other one"
   REPLACE "if (step + 1 < KK * NP) load_k(b[(step + 1) % 2], step + 1);" "if (step + 1 < KK * NP) load_k(b[step % 2], step + 1);")

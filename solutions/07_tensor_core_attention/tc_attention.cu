@@ -153,41 +153,67 @@ __device__ __forceinline__ void mask_scores(float (&s)[RT][kKeyTile / 8][4], con
 // exp(scale s - m) is one FMA and an ex2): each row's new max over the quad, the rescale of
 // its sum and output, and s replaced by p = 2^(scale_log2 s - m). l stays a per-lane partial
 // sum (the quad adds its four at the end); m is the same in all four lanes.
+// Done in phases over the lane's 2 * RT rows (every row's max, then the quad reductions, then
+// the factors, then the exponentials), so that the rows' chains of dependent instructions
+// interleave; each row's max is two interleaved chains for the same reason (+1-2% at 16k).
 template <int D, int RT>
 __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], float (&m)[RT][2], float (&l)[RT][2],
                                                float (&o)[RT][D / 8][4], float scale_log2, bool tuned) {
+  float row_max[RT][2], shift[RT][2], rescale[RT][2];
 #pragma unroll
   for (int r = 0; r < RT; ++r)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float tile_max = -INFINITY;
+      float even = fmaxf(s[r][0][2 * h], s[r][0][2 * h + 1]), odd = fmaxf(s[r][1][2 * h], s[r][1][2 * h + 1]);
 #pragma unroll
-      for (int nb = 0; nb < kKeyTile / 8; ++nb)
-        tile_max = fmaxf(tile_max, fmaxf(s[r][nb][2 * h], s[r][nb][2 * h + 1]));
-      tile_max = course::quad_reduce(tile_max, course::Max{});
-      const float m_new = fmaxf(m[r][h], tile_max * scale_log2);
-      const float shift = m_new == -INFINITY ? 0.0f : m_new;  // no key seen yet: avoid -inf - -inf
-      const float rescale = course::exp2_approx(m[r][h] - shift);
+      for (int nb = 2; nb < kKeyTile / 8; nb += 2) {
+        even = fmaxf(even, fmaxf(s[r][nb][2 * h], s[r][nb][2 * h + 1]));
+        odd = fmaxf(odd, fmaxf(s[r][nb + 1][2 * h], s[r][nb + 1][2 * h + 1]));
+      }
+      row_max[r][h] = fmaxf(even, odd);
+    }
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) row_max[r][h] = course::quad_reduce(row_max[r][h], course::Max{});
+  bool max_moved = false;  // for any of this lane's rows
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float m_new = fmaxf(m[r][h], row_max[r][h] * scale_log2);
+      shift[r][h] = m_new == -INFINITY ? 0.0f : m_new;  // no key seen yet: avoid -inf - -inf
+      rescale[r][h] = course::exp2_approx(m[r][h] - shift[r][h]);
       m[r][h] = m_new;
+      max_moved |= rescale[r][h] != 1.0f;
+    }
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
       float sum = 0.0f;
 #pragma unroll
       for (int nb = 0; nb < kKeyTile / 8; ++nb)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           float& x = s[r][nb][2 * h + e];
-          x = course::exp2_approx(fmaf(x, scale_log2, -shift));
+          x = course::exp2_approx(fmaf(x, scale_log2, -shift[r][h]));
           sum += x;
         }
-      l[r][h] = l[r][h] * rescale + sum;
-      // Tuned: once the max settles (most tiles of a long row) no row of the warp changes
-      // it; then every rescale is exactly 2^0 = 1 and the d / 4 multiplies are skipped.
-      if (tuned && !__any_sync(kFullWarp, rescale != 1.0f)) continue;
+      l[r][h] = l[r][h] * rescale[r][h] + sum;
+    }
+  // Tuned: once the maxima settle (most tiles of a long row) no row of the warp changes its
+  // max; then every rescale is exactly 2^0 = 1 and the d / 4 multiplies per row are skipped.
+  if (tuned && !__any_sync(kFullWarp, max_moved)) return;
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
       for (int db = 0; db < D / 8; ++db) {
-        o[r][db][2 * h] *= rescale;
-        o[r][db][2 * h + 1] *= rescale;
+        o[r][db][2 * h] *= rescale[r][h];
+        o[r][db][2 * h + 1] *= rescale[r][h];
       }
-    }
 }
 
 // o += P V. The probabilities of keys 16ks..16ks+15 are already an A fragment: the score
