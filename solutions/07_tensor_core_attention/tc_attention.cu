@@ -302,11 +302,16 @@ __device__ __forceinline__ void accumulate_pv_ahead(float (&o)[RT][D / 8][4], co
   load_v(b[0], 0);
 #pragma unroll
   for (int ks = 0; ks < KS; ++ks) {
-    unsigned a[RT][4];  // P's A fragment, packed as in accumulate_pv
+    // P's A fragment, as in accumulate_pv: register i holds score block 2ks + i / 2, row g (i
+    // even) or g + 8 (i odd), keys 2t and 2t + 1 of the block.
+    unsigned a[RT][4];
 #pragma unroll
     for (int r = 0; r < RT; ++r)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) a[r][i] = course::pack2<T>(p[r][2 * ks + i / 2][2 * (i % 2)], p[r][2 * ks + i / 2][2 * (i % 2) + 1]);
+      for (int i = 0; i < 4; ++i) {
+        const float(&block)[4] = p[r][2 * ks + i / 2];
+        a[r][i] = course::pack2<T>(block[2 * (i % 2)], block[2 * (i % 2) + 1]);
+      }
 #pragma unroll
     for (int dp = 0; dp < DP; ++dp) {
       const int step = ks * DP + dp;
