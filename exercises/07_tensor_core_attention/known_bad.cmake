@@ -32,8 +32,8 @@ course_known_bad(v_not_transposed
   REPLACE "course::ldmatrix_x4_trans(b," "course::ldmatrix_x4(b,")
 course_known_bad(p_fragment_order
   WHY "P's A fragment in the wrong order: registers 1 and 2 swapped (row g + 8 of keys 2t, 2t+1 is not register 2)"
-  REPLACE "      a[r][1] = course::pack2<T>(p[r][2 * ks][2], p[r][2 * ks][3]);          // row g + 8\n      a[r][2] = course::pack2<T>(p[r][2 * ks + 1][0], p[r][2 * ks + 1][1]);"
-          "      a[r][2] = course::pack2<T>(p[r][2 * ks][2], p[r][2 * ks][3]);          // row g + 8\n      a[r][1] = course::pack2<T>(p[r][2 * ks + 1][0], p[r][2 * ks + 1][1]);")
+  REPLACE "  a[1] = course::pack2<T>(p[2 * ks][2], p[2 * ks][3]);          // row g + 8\n  a[2] = course::pack2<T>(p[2 * ks + 1][0], p[2 * ks + 1][1]);"
+          "  a[2] = course::pack2<T>(p[2 * ks][2], p[2 * ks][3]);          // row g + 8\n  a[1] = course::pack2<T>(p[2 * ks + 1][0], p[2 * ks + 1][1]);")
 course_known_bad(prefetch_into_current_stage
   WHY "rung 3 prefetches the next keys into the stage being scored, not the other one"
   REPLACE "load_tile<kKeyTile, D, St::kLayout>(k_tiles + next * kKeyTile * kChunks" "load_tile<kKeyTile, D, St::kLayout>(k_tiles + stage * kKeyTile * kChunks")
@@ -46,4 +46,4 @@ course_known_bad(rescale_skipped_for_all
   REPLACE "if (tuned && !__any_sync(kFullWarp, max_moved)) return;" "if (tuned && __any_sync(kFullWarp, !max_moved)) return;")
 course_known_bad(fragment_overwritten_ahead
   WHY "rung 5 loads the next step's K fragments into the buffer this step's mma read, not the other one"
-  REPLACE "if (step + 1 < KK * NP) load_k(b[(step + 1) % 2], step + 1);" "if (step + 1 < KK * NP) load_k(b[step % 2], step + 1);")
+  REPLACE "load_k_fragments<D, L>(b[next % 2], k_tile" "load_k_fragments<D, L>(b[step % 2], k_tile")

@@ -105,26 +105,56 @@ __device__ __forceinline__ void zero_scores(float (&s)[RT][kKeyTile / 8][4]) {
       for (int e = 0; e < 4; ++e) s[r][nb][e] = 0.0f;
 }
 
+// The fragments of one mma step, each from one ldmatrix_x4 (addresses through chunk_slot) or,
+// for P, from registers. Rungs 1-4 load each just before its mma, rung 5 a step ahead.
+// Q's A fragment for 16 queries from row0, d 16kk .. 16kk + 15: lanes 0-15 give rows 0-15 at
+// d 16kk, lanes 16-31 the same rows at 16kk + 8.
+template <int D, Layout L>
+__device__ __forceinline__ void load_q_fragment(unsigned (&a)[4], const uint4* q_tile, int row0, int kk, int lane) {
+  course::ldmatrix_x4(a, course::shared_address(q_tile + chunk_slot<D, L>(row0 + lane % 16, 2 * kk + lane / 16)));
+}
+// K's B fragments for keys 16np .. 16np + 15 (two 8-key blocks), d 16kk .. 16kk + 15. K is
+// stored [key][d], already the "col" B layout. Matrices: keys 16np + 0..7 at d 16kk and
+// 16kk + 8, then keys 16np + 8..15 at both.
+template <int D, Layout L>
+__device__ __forceinline__ void load_k_fragments(unsigned (&b)[4], const uint4* k_tile, int np, int kk, int lane) {
+  const int key = 16 * np + lane % 8 + (lane / 16) * 8, chunk = 2 * kk + (lane / 8) % 2;
+  course::ldmatrix_x4(b, course::shared_address(k_tile + chunk_slot<D, L>(key, chunk)));
+}
+// V's B fragments for keys 16ks .. 16ks + 15, columns 16dp .. 16dp + 15 (two 8-column blocks).
+// V is stored [key][d] (row-major B), so ldmatrix.trans hands them out. Matrices: keys
+// 16ks + 0..7 and + 8..15 at d 16dp, then the same keys at d 16dp + 8.
+template <int D, Layout L>
+__device__ __forceinline__ void load_v_fragments(unsigned (&b)[4], const uint4* v_tile, int ks, int dp, int lane) {
+  const int key = 16 * ks + lane % 8 + ((lane / 8) % 2) * 8, chunk = 2 * dp + lane / 16;
+  course::ldmatrix_x4_trans(b, course::shared_address(v_tile + chunk_slot<D, L>(key, chunk)));
+}
+// P's A fragment for keys 16ks .. 16ks + 15 of one 16-row tile: its score blocks 2ks and
+// 2ks + 1, already in the accumulator layout, rounded to T in pairs (lower key in the low half).
+template <class T>
+__device__ __forceinline__ void p_fragment(unsigned (&a)[4], const float (&p)[kKeyTile / 8][4], int ks) {
+  a[0] = course::pack2<T>(p[2 * ks][0], p[2 * ks][1]);          // row g,     keys 2t, 2t+1
+  a[1] = course::pack2<T>(p[2 * ks][2], p[2 * ks][3]);          // row g + 8
+  a[2] = course::pack2<T>(p[2 * ks + 1][0], p[2 * ks + 1][1]);  // row g,     keys 2t+8, 2t+9
+  a[3] = course::pack2<T>(p[2 * ks + 1][2], p[2 * ks + 1][3]);  // row g + 8
+}
+
 // s = Q K^T for the warp's rows and the tile's kKeyTile keys. Per 16 columns of d (kk): the
-// A fragments of Q, then for each pair of 8-key blocks one ldmatrix of K (already the
-// "col" B layout: K is stored [key][d]) feeding two mma per row tile.
+// A fragments of Q, then for each pair of 8-key blocks the B fragments of K, feeding two mma
+// per row tile.
 template <class T, int D, int RT, Layout L>
 __device__ __forceinline__ void score_tile(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
                                            const uint4* k_tile, int warp_row0, int lane) {
   zero_scores(s);
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
-    unsigned a[RT][4];  // lanes 0-15 give rows 0-15 at d 16kk, lanes 16-31 the same rows at 16kk + 8
+    unsigned a[RT][4];
 #pragma unroll
-    for (int r = 0; r < RT; ++r)
-      course::ldmatrix_x4(a[r], course::shared_address(
-                                    q_tile + chunk_slot<D, L>(warp_row0 + 16 * r + lane % 16, 2 * kk + lane / 16)));
+    for (int r = 0; r < RT; ++r) load_q_fragment<D, L>(a[r], q_tile, warp_row0 + 16 * r, kk, lane);
 #pragma unroll
     for (int np = 0; np < kKeyTile / 16; ++np) {
-      // matrices: keys 16np + 0..7 at d 16kk and 16kk + 8, then keys 16np + 8..15 at both
-      const int key = 16 * np + lane % 8 + (lane / 16) * 8, chunk = 2 * kk + (lane / 8) % 2;
       unsigned b[4];
-      course::ldmatrix_x4(b, course::shared_address(k_tile + chunk_slot<D, L>(key, chunk)));
+      load_k_fragments<D, L>(b, k_tile, np, kk, lane);
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         course::mma_16x8x16<T>(s[r][2 * np], a[r], b[0], b[1]);
@@ -216,9 +246,8 @@ __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], 
       }
 }
 
-// o += P V. The probabilities of keys 16ks..16ks+15 are already an A fragment: the score
-// blocks 2ks and 2ks + 1, rounded to T in pairs. V is stored [key][d] (row-major B), so
-// ldmatrix.trans hands out its fragments.
+// o += P V. Per 16 keys (ks): P's A fragments, straight from the probabilities in registers,
+// then for each 16 columns of d V's B fragments, feeding two mma per row tile.
 template <class T, int D, int RT, Layout L>
 __device__ __forceinline__ void accumulate_pv(float (&o)[RT][D / 8][4], const float (&p)[RT][kKeyTile / 8][4],
                                               const uint4* v_tile, int lane) {
@@ -226,18 +255,11 @@ __device__ __forceinline__ void accumulate_pv(float (&o)[RT][D / 8][4], const fl
   for (int ks = 0; ks < kKeyTile / 16; ++ks) {
     unsigned a[RT][4];
 #pragma unroll
-    for (int r = 0; r < RT; ++r) {
-      a[r][0] = course::pack2<T>(p[r][2 * ks][0], p[r][2 * ks][1]);          // row g,     keys 2t, 2t+1
-      a[r][1] = course::pack2<T>(p[r][2 * ks][2], p[r][2 * ks][3]);          // row g + 8
-      a[r][2] = course::pack2<T>(p[r][2 * ks + 1][0], p[r][2 * ks + 1][1]);  // row g,     keys 2t+8, 2t+9
-      a[r][3] = course::pack2<T>(p[r][2 * ks + 1][2], p[r][2 * ks + 1][3]);  // row g + 8
-    }
+    for (int r = 0; r < RT; ++r) p_fragment<T>(a[r], p[r], ks);
 #pragma unroll
     for (int dp = 0; dp < D / 16; ++dp) {
-      // matrices: keys 16ks + 0..7 and + 8..15 at d 16dp, then the same keys at d 16dp + 8
-      const int key = 16 * ks + lane % 8 + ((lane / 8) % 2) * 8, chunk = 2 * dp + lane / 16;
       unsigned b[4];
-      course::ldmatrix_x4_trans(b, course::shared_address(v_tile + chunk_slot<D, L>(key, chunk)));
+      load_v_fragments<D, L>(b, v_tile, ks, dp, lane);
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         course::mma_16x8x16<T>(o[r][2 * dp], a[r], b[0], b[1]);
@@ -259,28 +281,21 @@ template <class T, int D, int RT, Layout L>
 __device__ __forceinline__ void score_tile_ahead(float (&s)[RT][kKeyTile / 8][4], const uint4* q_tile,
                                                  const uint4* k_tile, int warp_row0, int lane) {
   constexpr int KK = D / 16, NP = kKeyTile / 16;  // k-steps over d; pairs of 8-key blocks per k-step
-  auto load_q = [&](unsigned (&a)[RT][4], int kk) {  // as score_tile
+  auto load_q = [&](unsigned (&a)[RT][4], int kk) {
 #pragma unroll
-    for (int r = 0; r < RT; ++r)
-      course::ldmatrix_x4(a[r], course::shared_address(
-                                    q_tile + chunk_slot<D, L>(warp_row0 + 16 * r + lane % 16, 2 * kk + lane / 16)));
-  };
-  auto load_k = [&](unsigned (&b)[4], int step) {  // step = kk * NP + np, as score_tile
-    const int kk = step / NP, np = step % NP;
-    const int key = 16 * np + lane % 8 + (lane / 16) * 8, chunk = 2 * kk + (lane / 8) % 2;
-    course::ldmatrix_x4(b, course::shared_address(k_tile + chunk_slot<D, L>(key, chunk)));
+    for (int r = 0; r < RT; ++r) load_q_fragment<D, L>(a[r], q_tile, warp_row0 + 16 * r, kk, lane);
   };
   zero_scores(s);
   unsigned a[2][RT][4], b[2][4];  // a[kk % 2], b[step % 2]: this step's fragments and the next
   load_q(a[0], 0);
-  load_k(b[0], 0);
+  load_k_fragments<D, L>(b[0], k_tile, 0, 0, lane);
 #pragma unroll
   for (int kk = 0; kk < KK; ++kk)
 #pragma unroll
     for (int np = 0; np < NP; ++np) {
-      const int step = kk * NP + np;
+      const int step = kk * NP + np, next = step + 1;
       if (np == 0 && kk + 1 < KK) load_q(a[(kk + 1) % 2], kk + 1);
-      if (step + 1 < KK * NP) load_k(b[(step + 1) % 2], step + 1);
+      if (next < KK * NP) load_k_fragments<D, L>(b[next % 2], k_tile, next % NP, next / NP, lane);
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         course::mma_16x8x16<T>(s[r][2 * np], a[kk % 2][r], b[step % 2][0], b[step % 2][1]);
@@ -293,29 +308,17 @@ template <class T, int D, int RT, Layout L>
 __device__ __forceinline__ void accumulate_pv_ahead(float (&o)[RT][D / 8][4], const float (&p)[RT][kKeyTile / 8][4],
                                                     const uint4* v_tile, int lane) {
   constexpr int KS = kKeyTile / 16, DP = D / 16;  // 16-key steps; pairs of 8-column blocks of d
-  auto load_v = [&](unsigned (&b)[4], int step) {  // step = ks * DP + dp, as accumulate_pv
-    const int ks = step / DP, dp = step % DP;
-    const int key = 16 * ks + lane % 8 + ((lane / 8) % 2) * 8, chunk = 2 * dp + lane / 16;
-    course::ldmatrix_x4_trans(b, course::shared_address(v_tile + chunk_slot<D, L>(key, chunk)));
-  };
-  unsigned b[2][4];  // b[step % 2]
-  load_v(b[0], 0);
+  unsigned b[2][4];  // b[step % 2]: this step's fragments and the next
+  load_v_fragments<D, L>(b[0], v_tile, 0, 0, lane);
 #pragma unroll
   for (int ks = 0; ks < KS; ++ks) {
-    // P's A fragment, as in accumulate_pv: register i holds score block 2ks + i / 2, row g (i
-    // even) or g + 8 (i odd), keys 2t and 2t + 1 of the block.
     unsigned a[RT][4];
 #pragma unroll
-    for (int r = 0; r < RT; ++r)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float(&block)[4] = p[r][2 * ks + i / 2];
-        a[r][i] = course::pack2<T>(block[2 * (i % 2)], block[2 * (i % 2) + 1]);
-      }
+    for (int r = 0; r < RT; ++r) p_fragment<T>(a[r], p[r], ks);
 #pragma unroll
     for (int dp = 0; dp < DP; ++dp) {
-      const int step = ks * DP + dp;
-      if (step + 1 < KS * DP) load_v(b[(step + 1) % 2], step + 1);
+      const int step = ks * DP + dp, next = step + 1;
+      if (next < KS * DP) load_v_fragments<D, L>(b[next % 2], v_tile, next / DP, next % DP, lane);
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         course::mma_16x8x16<T>(o[r][2 * dp], a[r], b[step % 2][0], b[step % 2][1]);
