@@ -218,6 +218,11 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
         for (int e = 0; e < 2; ++e) o[r][db][2 * h + e] = 0.0f;
     }
 
+  // Rung 5's order per head_dim (the lesson's step 10): at d = 128 the softmax, then the
+  // barrier that waits for the values, with the vote (`tuned`); at d = 64 the barrier first
+  // and no vote, so that the exponentials and P V are one stretch the compiler interleaves.
+  constexpr bool kValuesFirst = St::kTuned && D == 64, kVote = St::kTuned && D == 128;
+
   // Copy groups, oldest first: q; then per tile its keys and its values. A wait_copies<1>
   // lets the newest group still be in flight.
   load_tile<St::kQueries, D, St::kLayout>(q_tile, q_head, q0, n_q);
@@ -247,20 +252,24 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
       course::commit_copies();
     }
 
+    auto wait_for_values = [&] {
+      if (St::kPipelined)
+        course::wait_copies<1>();  // this tile's values are here (the next keys may not be)
+      else
+        course::wait_copies<0>();
+      __syncthreads();
+      if (St::kPipelined) {
+        // TODO(rung 3): start copying the next tile's values into stage `next`, likewise.
+        course::commit_copies();
+      }
+    };
+
     float s[RT][kKeyTile / 8][4];
     score_tile<T, D, RT, St::kLayout>(s, q_tile, k_tile, warp_row0, lane);
+    if (kValuesFirst) wait_for_values();
     if (!St::kTuned || k0 + kKeyTile > all_see) mask_scores(s, visible, k0, lane);
-    softmax_update<D, RT>(s, m, l, o, scale_log2, St::kTuned);
-
-    if (St::kPipelined)
-      course::wait_copies<1>();  // this tile's values are here (the next keys may not be)
-    else
-      course::wait_copies<0>();
-    __syncthreads();
-    if (St::kPipelined) {
-      // TODO(rung 3): start copying the next tile's values into stage `next`, likewise.
-      course::commit_copies();
-    }
+    softmax_update<D, RT>(s, m, l, o, scale_log2, kVote);
+    if (!kValuesFirst) wait_for_values();
     accumulate_pv<T, D, RT, St::kLayout>(o, s, v_tile, lane);
     if (!St::kPipelined) __syncthreads();  // every warp is done with k and v before they are overwritten
   }
