@@ -154,7 +154,7 @@ __device__ __forceinline__ void softmax_update(float (&s)[RT][kKeyTile / 8][4], 
   // TODO(rung 1): for each row (r, h): the tile's max over the quad (course::quad_reduce),
   // the new running max in log2 units, the rescale of l and of the row's o, and s replaced
   // by p = exp2_approx(scale_log2 * s - m) (mind the row whose max is still -inf).
-  // `tuned` (rung 5) may skip the output's rescale when no row of the warp changed its max.
+  // `tuned` (rung 5 at d = 128) may skip the output's rescale when no row of the warp changed its max.
 }
 
 // o += P V. The probabilities of keys 16ks..16ks+15 are already an A fragment: the score
@@ -218,7 +218,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
         for (int e = 0; e < 2; ++e) o[r][db][2 * h + e] = 0.0f;
     }
 
-  // Rung 5's order per head_dim (the lesson's step 10): at d = 128 the softmax, then the
+  // Rung 5's order per head_dim (the lesson's "Rung 5's order"): at d = 128 the softmax, then the
   // barrier that waits for the values, with the vote (`tuned`); at d = 64 the barrier first
   // and no vote, so that the exponentials and P V are one stretch the compiler interleaves.
   constexpr bool kValuesFirst = St::kTuned && D == 64, kVote = St::kTuned && D == 128;
