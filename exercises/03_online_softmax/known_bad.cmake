@@ -22,3 +22,6 @@ course_known_bad(online_second_read_skips_tail
   WHY "the two-read kernel's normalising pass stops at the first block of the row"
   REPLACE "  const float inv_l = 1.0f / state.l;\n  for (int c = threadIdx.x; c < cols; c += blockDim.x)"
           "  const float inv_l = 1.0f / state.l;\n  for (int c = threadIdx.x; c < cols && c < blockDim.x; c += blockDim.x)")
+course_known_bad(staged_part_register_factor
+  WHY "the cluster kernel corrects the staged vectors with the register part's max: each part's p is in units of its own max"
+  REPLACE "staged_share(share, s), staged_part, whole_row);" "staged_share(share, s), register_part, whole_row);")
