@@ -382,7 +382,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
   // the values, and the warp votes to skip the output's rescale (+2-3%). At d = 64 the barrier
   // comes first and there is no vote: from the scores' max through the exponentials into P V
   // the code is then one stretch without a barrier or a branch, which the compiler interleaves
-  // (the exponentials run under the mma): +4-6% at every N on an H200. d = 128 measured 9-10%
+  // (the exponentials run under the mma): +4-6% at every N on an H200. d = 128 measured 7-10%
   // slower in that order, and spilled 104 bytes against 44: at 255 registers there is no room.
   constexpr bool kValuesFirst = St::kTuned && D == 64, kVote = St::kTuned && D == 128;
 
