@@ -239,6 +239,22 @@ __device__ __forceinline__ void stage_share(uint4* staged, const T* __restrict__
 
 __device__ __forceinline__ void wait_staged() { __pipeline_wait_prior(0); }
 
+// share_state of the staged vectors: their state (m, l), p left in their slots. One vector
+// at a time (#pragma unroll 1): a slot needs no constant index, and the registers stay free.
+template <class T>
+__device__ MaxSum staged_state(uint4* staged, const RowShare& share) {
+  MaxSum state = Merge::identity();
+#pragma unroll 1
+  for (int s = 0; s < kStaged; ++s) state.m = share_max<T>({staged_slot(staged, s)}, staged_share(share, s), state.m);
+#pragma unroll 1
+  for (int s = 0; s < kStaged; ++s) {
+    uint4 one[1] = {staged_slot(staged, s)};
+    state.l += keep_exponentials<T>(one, staged_share(share, s), state.m);
+    staged_slot(staged, s) = one[0];
+  }
+  return state;
+}
+
 template <class T, bool kWhole>
 __global__ void __launch_bounds__(kStagedThreads, 2)
 softmax_cluster_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, int cluster_size) {
@@ -259,16 +275,7 @@ softmax_cluster_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols
   wait_staged();
   uint4 raw[kVectors];
   load_share<T, kWhole>(raw, x_row, share);
-  MaxSum staged_part{-INFINITY, 0.0f};
-#pragma unroll 1  // one staged vector at a time: registers stay free
-  for (int s = 0; s < kStaged; ++s)
-    staged_part.m = share_max<T>({staged_slot(staged, s)}, staged_share(share, s), staged_part.m);
-#pragma unroll 1
-  for (int s = 0; s < kStaged; ++s) {
-    uint4 one[1] = {staged_slot(staged, s)};
-    staged_part.l += keep_exponentials<T>(one, staged_share(share, s), staged_part.m);
-    staged_slot(staged, s) = one[0];
-  }
+  const MaxSum staged_part = staged_state<T>(staged, share);
   const MaxSum register_part = share_state<T>(raw, share);
 
   MaxSum whole_row = course::block_reduce(Merge{}(staged_part, register_part), Merge{}, scratch);

@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
   // Rung 5's order per head_dim (the lesson's "Rung 5's order"): at d = 128 the softmax, then the
   // barrier that waits for the values, with the vote (`tuned`); at d = 64 the barrier first
   // and no vote, so that the exponentials and P V are one stretch the compiler interleaves.
-  constexpr bool kValuesFirst = St::kTuned && D == 64, kVote = St::kTuned && D == 128;
+  constexpr bool kValuesFirst = St::kTuned && D == 64, kVote = St::kTuned && !kValuesFirst;
 
   // Copy groups, oldest first: q; then per tile its keys and its values. A wait_copies<1>
   // lets the newest group still be in flight.

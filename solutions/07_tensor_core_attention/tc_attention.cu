@@ -384,7 +384,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
   // the code is then one stretch without a barrier or a branch, which the compiler interleaves
   // (the exponentials run under the mma): +4-6% at every N on an H200. d = 128 measured 7-10%
   // slower in that order, and spilled 104 bytes against 44: at 255 registers there is no room.
-  constexpr bool kValuesFirst = St::kTuned && D == 64, kVote = St::kTuned && D == 128;
+  constexpr bool kValuesFirst = St::kTuned && D == 64, kVote = St::kTuned && !kValuesFirst;
 
   // Copy groups, oldest first: q; then per tile its keys and its values. A wait_copies<1>
   // lets the newest group still be in flight.
