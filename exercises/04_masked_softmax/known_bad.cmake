@@ -15,3 +15,6 @@ course_known_bad(reads_past_prefix
 course_known_bad(scale_twice
   WHY "share_state applies the 1/sqrt(d) scale to the score twice when it forms p"
   REPLACE "const float slope = row.scale * kLog2e;" "const float slope = row.scale * row.scale * kLog2e;")
+course_known_bad(staged_part_register_factor
+  WHY "the staged kernel corrects the staged vectors with the register part's state, not their own"
+  REPLACE "staged_view(view, s), whole_row, staged_part);" "staged_view(view, s), whole_row, register_part);")

@@ -212,6 +212,7 @@ std::vector<MaskedCase> length_cases(course::Rng& rng, int value_bytes) {
                               2047,  2048,      2049,      4095,      4097,      8191,      16383, 16384,
                               16385, 32767,     32768,     32769,     65535,     65536,     100003};
   for (int n : {warp - 1, warp + 1, block - 1, block + 1, longest - 1, longest, longest + 1}) lengths.push_back(n);
+  lengths.push_back(block + 16 / value_bytes);  // one whole vector past 512 threads' registers
   std::vector<MaskedCase> cases;
   for (int n_k : lengths) {
     const int n_q = std::clamp(400'000 / n_k, 1, 9);

@@ -11,6 +11,7 @@
 //                            long one, two reads for rows longer than fit on chip
 #include "masked_softmax.hpp"
 
+#include "course/async_copy.cuh"
 #include "course/cluster.cuh"
 #include "course/cuda_check.hpp"
 #include "course/dtype.cuh"
@@ -249,19 +250,25 @@ using course::kKeptLog2;
 using course::kKeptScale;
 
 // The state (m, l) of this thread's keys, in units of scale * S: m = the max of
-// scale * s over them, l = the sum of exp(scale * s - m). Overwrites every visible score
-// with p = exp(scale * s - m) * kKeptScale<T> (explicitly masked keys: -inf becomes 0).
+// scale * s over them, l = the sum of exp(scale * s - m), in two halves, as in chapter 03:
+// share_max, then keep_exponentials, which overwrites every visible score with
+// p = exp(scale * s - m) * kKeptScale<T> (explicitly masked keys: -inf becomes 0).
 // Vectors from row.end on are all -inf: skipped, not computed (half of a causal row).
-// A thread that sees no key has max -inf and keeps the empty state (-inf, 0), its
-// scores untouched: decided from the max, before any exp(-inf - (-inf)) = NaN is formed.
+
+// max(m, every visible raw score of the vectors).
 template <class T, int N>
-__device__ __forceinline__ MaxSum share_state(uint4 (&raw)[N], const RowView& row) {
-  constexpr int V = course::kVec<T>;
-  float max_s = -INFINITY;
+__device__ __forceinline__ float share_max(const uint4 (&raw)[N], const RowView& row, float m) {
 #pragma unroll
   for (int i = 0; i < N; ++i)
-    if (row.col(i) < row.end) max_s = course::max_into<T>(max_s, raw[i]);
-  if (max_s == -INFINITY) return MergeMaxSum::identity();
+    if (row.col(i) < row.end) m = course::max_into<T>(m, raw[i]);
+  return m;
+}
+
+// Replaces each visible score s by p = exp(scale * (s - max_s)) * kKeptScale<T> and returns
+// the sum of exp(scale * (s - max_s)). max_s: finite, at least every visible score.
+template <class T, int N>
+__device__ __forceinline__ float keep_exponentials(uint4 (&raw)[N], const RowView& row, float max_s) {
+  constexpr int V = course::kVec<T>;
   // exp(scale * (s - max)) = 2^((s - max) * scale * log2 e): the difference first, so
   // that huge scores (1e4) cancel exactly before anything is rounded.
   const float slope = row.scale * kLog2e;
@@ -278,7 +285,16 @@ __device__ __forceinline__ MaxSum share_state(uint4 (&raw)[N], const RowView& ro
     }
     raw[i] = course::pack<T>(v);
   }
-  return {max_s * row.scale, l * (1.0f / kKeptScale<T>)};  // max(scale * s) = scale * max(s): scale > 0
+  return l * (1.0f / kKeptScale<T>);
+}
+
+// A thread that sees no key has max -inf and keeps the empty state (-inf, 0), its
+// scores untouched: decided from the max, before any exp(-inf - (-inf)) = NaN is formed.
+template <class T, int N>
+__device__ __forceinline__ MaxSum share_state(uint4 (&raw)[N], const RowView& row) {
+  const float max_s = share_max<T>(raw, row, -INFINITY);
+  if (max_s == -INFINITY) return MergeMaxSum::identity();
+  return {max_s * row.scale, keep_exponentials<T>(raw, row, max_s)};  // max(scale * s) = scale * max(s): scale > 0
 }
 
 // y = p * exp(m_thread - m) / l for every column of this thread's share (p as share_state
@@ -372,6 +388,101 @@ masked_softmax_block_rows_kernel(const T* __restrict__ S, T* __restrict__ y, Sco
   course::cluster_release(cluster_size);
 }
 
+// ---- Rows of 32k-64k 16-bit keys: registers + shared memory (chapter 03's staging) ----
+// The block kernel holds such a row with 1024 threads, one block per SM: the SM loads the
+// row, computes, reduces and stores, and its memory traffic stops while it computes. Here
+// a block of 512 threads holds half its share in registers and half in shared memory
+// ([kStaged][512] vectors, copied with cp.async), so two blocks share an SM. The two parts
+// are loaded in turn: the staged vectors are copied and waited for, then the registers'
+// loads start, and the staged part's max and exponentials run while those land. Each part
+// keeps its own state (its p in units of its own max), corrected at the store. Measured on
+// an H200: decoding rows of 65536 fp16 keys from 88-89% to 93% of copy bandwidth, with
+// padding from 76-78% to 87-88%. fp32 rows of the same bytes have half the exponentials;
+// staged, chapter 03's measured 1-2 points slower, so they keep the block kernel.
+constexpr int kStagedThreads = 512;
+constexpr int kStaged = kVectors;  // staged vectors per thread: as many as in registers
+constexpr int kStagedBytes = kStaged * kStagedThreads * 16;
+
+// Staged vector s of this thread (its vector kVectors + s): its slot, and a view of it
+// alone (its vector 0), for the helpers above.
+__device__ __forceinline__ uint4& staged_slot(uint4* staged, int s) { return staged[s * blockDim.x + threadIdx.x]; }
+__device__ __forceinline__ RowView staged_view(const RowView& row, int s) {
+  RowView one = row;
+  one.first_col = row.col(kVectors + s);
+  return one;
+}
+
+// Starts the copies of the staged vectors wholly visible; the one holding row.end is read
+// key by key and the ones past it are -inf, as load_visible leaves them in registers.
+// One vector at a time (#pragma unroll 1): no registers held per copy.
+template <class T>
+__device__ __forceinline__ void stage_visible(uint4* staged, const T* __restrict__ s_row, const RowView& row) {
+  constexpr int V = course::kVec<T>;
+#pragma unroll 1
+  for (int s = 0; s < kStaged; ++s) {
+    const int col = staged_view(row, s).first_col;
+    if (col + V <= row.end)
+      course::copy16_async(&staged_slot(staged, s), s_row + col, true);
+    else
+      staged_slot(staged, s) = col < row.end ? load_keys(s_row, col, row.end) : masked_vector<T>();
+  }
+  course::commit_copies();
+}
+
+// share_state of the staged vectors: their state (m, l), p left in their slots; the
+// explicit mask applied first, as to the registers.
+template <class T>
+__device__ MaxSum staged_state(uint4* staged, const RowView& row) {
+  float max_s = -INFINITY;
+#pragma unroll 1
+  for (int s = 0; s < kStaged; ++s) {
+    uint4 one[1] = {staged_slot(staged, s)};
+    if (row.keep != nullptr) {
+      drop_explicitly_masked<T, 1, true>(one, staged_view(row, s));
+      staged_slot(staged, s) = one[0];
+    }
+    max_s = share_max<T>(one, staged_view(row, s), max_s);
+  }
+  if (max_s == -INFINITY) return MergeMaxSum::identity();
+  float l = 0.0f;
+#pragma unroll 1
+  for (int s = 0; s < kStaged; ++s) {
+    uint4 one[1] = {staged_slot(staged, s)};
+    l += keep_exponentials<T>(one, staged_view(row, s), max_s);
+    staged_slot(staged, s) = one[0];
+  }
+  return {max_s * row.scale, l};
+}
+
+// One block of kStagedThreads per row; thread t holds vectors t, t + 512, ... (registers:
+// the first kVectors, staged: the next kStaged). Whole 16-byte vectors only.
+template <class T>
+__global__ void __launch_bounds__(kStagedThreads, 2)
+masked_softmax_staged_rows_kernel(const T* __restrict__ S, T* __restrict__ y, ScoreShape shape, float scale,
+                                  Mask mask) {
+  constexpr int V = course::kVec<T>;
+  extern __shared__ uint4 staged[];  // [kStaged][blockDim.x] vectors; each thread only touches its own
+  __shared__ MaxSum scratch[32];     // block_reduce's per-warp partials
+  const int row = blockIdx.x;
+  const std::size_t row_start = std::size_t(row) * shape.n_k;
+  const RowView view = row_view(row, shape, scale, mask, int(threadIdx.x) * V, int(blockDim.x) * V);
+  // The staged part first, then the registers' loads, the staged part's state while they land.
+  stage_visible<T>(staged, S + row_start, view);
+  course::wait_copies<0>();
+  uint4 raw[kVectors];
+  load_visible<T, kVectors, true>(raw, S + row_start, view);
+  const MaxSum staged_part = staged_state<T>(staged, view);
+  if (view.keep != nullptr) drop_explicitly_masked<T, kVectors, true>(raw, view);
+  const MaxSum register_part = share_state<T>(raw, view);
+
+  const MaxSum whole_row =
+      course::block_reduce(MergeMaxSumApprox{}(staged_part, register_part), MergeMaxSumApprox{}, scratch);
+  store_share<T, kVectors, true>(raw, y + row_start, view, whole_row, register_part);
+#pragma unroll 1
+  for (int s = 0; s < kStaged; ++s)
+    store_share<T, 1, true>({staged_slot(staged, s)}, y + row_start, staged_view(view, s), whole_row, staged_part);
+}
+
 // Rows longer than fit on chip: one block per row, two reads of its visible prefix. Read 1
 // folds every kept key into a running state per thread (chapter 03's online softmax) and
 // merges the threads' states over the block; read 2 writes y, 0 at every masked key.
@@ -452,10 +563,24 @@ bool full_clusters_run() {
 // bandwidth: its blocks start, synchronise and finish together); two reads past that,
 // and for long rows that are not whole 16-byte vectors (see the block kernel).
 struct Plan {
-  enum Kind { kWarpRows, kBlockRows, kTwoReads } kind;
+  enum Kind { kWarpRows, kBlockRows, kStagedRows, kTwoReads } kind;
   int threads;
   int cluster;
 };
+
+// Can two staged blocks share an SM of this GPU? (Asked once; also raises the kernel's
+// dynamic shared memory limit to kStagedBytes, which its launches need.)
+template <class T>
+bool staged_rows_run() {
+  static const bool fits = [] {
+    const auto kernel = masked_softmax_staged_rows_kernel<T>;
+    int blocks = 0;
+    COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kStagedBytes));
+    COURSE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kStagedThreads, kStagedBytes));
+    return blocks >= 2;
+  }();
+  return fits;
+}
 
 template <class T>
 Plan plan_rows(int n_k, int rows, bool whole_vectors) {
@@ -463,6 +588,8 @@ Plan plan_rows(int n_k, int rows, bool whole_vectors) {
   const Plan two_reads{Plan::kTwoReads, kMaxThreads, 1};
   if (!whole_vectors) return two_reads;
   const int threads = ceil_div(n_k, kItems<T> * 32) * 32;
+  if (sizeof(T) == 2 && threads > kStagedThreads && threads <= kMaxThreads && staged_rows_run<T>())
+    return {Plan::kStagedRows, kStagedThreads, 1};
   if (threads <= kMaxThreads) return {Plan::kBlockRows, threads, 1};
   const int cluster = ceil_div(n_k, kMaxThreads * kItems<T>);
   if (cluster <= kMaxCluster && std::int64_t(rows) * cluster <= INT32_MAX && full_clusters_run<T>())
@@ -496,6 +623,9 @@ void launch_fused(const T* S, T* y, ScoreShape shape, float scale, Mask mask, cu
       launch_warp_rows<T, 4>(S, y, shape, scale, mask, rows, whole_vectors, stream);
     else
       launch_warp_rows<T, kVectors>(S, y, shape, scale, mask, rows, whole_vectors, stream);
+  } else if (plan.kind == Plan::kStagedRows) {
+    masked_softmax_staged_rows_kernel<T><<<rows, plan.threads, kStagedBytes, stream>>>(S, y, shape, scale, mask);
+    COURSE_CHECK_LAUNCH();
   } else if (plan.kind == Plan::kTwoReads) {
     masked_softmax_two_reads_kernel<<<rows, plan.threads, 0, stream>>>(S, y, shape, scale, mask);
     COURSE_CHECK_LAUNCH();
