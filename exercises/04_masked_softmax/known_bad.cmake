@@ -13,7 +13,7 @@ course_known_bad(reads_past_prefix
   WHY "the load reads whole vectors up to n_k, not up to the visible end"
   REPLACE "raw[i] = col + V <= row.end ? *reinterpret_cast" "raw[i] = col + V <= row.n_k ? *reinterpret_cast")
 course_known_bad(scale_twice
-  WHY "share_state applies the 1/sqrt(d) scale to the score twice when it forms p"
+  WHY "keep_exponentials applies the 1/sqrt(d) scale to the score twice when it forms p"
   REPLACE "const float slope = row.scale * kLog2e;" "const float slope = row.scale * row.scale * kLog2e;")
 course_known_bad(staged_part_register_factor
   WHY "the staged kernel corrects the staged vectors with the register part's state, not their own"
