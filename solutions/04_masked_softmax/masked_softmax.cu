@@ -575,14 +575,18 @@ struct Plan {
 };
 
 // Can two staged blocks share an SM of this GPU? (Asked once; also raises the kernel's
-// dynamic shared memory limit to kStagedBytes, which its launches need.)
+// dynamic shared memory limit to kStagedBytes, which its launches need.) A GPU that cannot
+// give a block that much shared memory answers no, and its rows take the block kernel.
 template <class T>
 bool staged_rows_run() {
   static const bool fits = [] {
     const auto kernel = masked_softmax_staged_rows_kernel<T>;
     int blocks = 0;
-    COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kStagedBytes));
-    COURSE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kStagedThreads, kStagedBytes));
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kStagedBytes) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kStagedThreads, kStagedBytes) != cudaSuccess) {
+      (void)cudaGetLastError();  // clear the error: the answer is no
+      return false;
+    }
     return blocks >= 2;
   }();
   return fits;
@@ -594,8 +598,9 @@ Plan plan_rows(int n_k, int rows, bool whole_vectors) {
   const Plan two_reads{Plan::kTwoReads, kMaxThreads, 1};
   if (!whole_vectors) return two_reads;
   const int threads = ceil_div(n_k, kItems<T> * 32) * 32;
-  if (sizeof(T) == 2 && threads > kStagedThreads && threads <= kMaxThreads && staged_rows_run<T>())
-    return {Plan::kStagedRows, kStagedThreads, 1};
+  if constexpr (sizeof(T) == 2)  // fp32: the block kernel (see the staged kernel's comment)
+    if (threads > kStagedThreads && threads <= kMaxThreads && staged_rows_run<T>())
+      return {Plan::kStagedRows, kStagedThreads, 1};
   if (threads <= kMaxThreads) return {Plan::kBlockRows, threads, 1};
   const int cluster = ceil_div(n_k, kMaxThreads * kItems<T>);
   if (cluster <= kMaxCluster && std::int64_t(rows) * cluster <= INT32_MAX && full_clusters_run<T>())
@@ -630,8 +635,10 @@ void launch_fused(const T* S, T* y, ScoreShape shape, float scale, Mask mask, cu
     else
       launch_warp_rows<T, kVectors>(S, y, shape, scale, mask, rows, whole_vectors, stream);
   } else if (plan.kind == Plan::kStagedRows) {
-    masked_softmax_staged_rows_kernel<T><<<rows, plan.threads, kStagedBytes, stream>>>(S, y, shape, scale, mask);
-    COURSE_CHECK_LAUNCH();
+    if constexpr (sizeof(T) == 2) {  // plan_rows chooses it for 16-bit rows only
+      masked_softmax_staged_rows_kernel<T><<<rows, plan.threads, kStagedBytes, stream>>>(S, y, shape, scale, mask);
+      COURSE_CHECK_LAUNCH();
+    }
   } else if (plan.kind == Plan::kTwoReads) {
     masked_softmax_two_reads_kernel<<<rows, plan.threads, 0, stream>>>(S, y, shape, scale, mask);
     COURSE_CHECK_LAUNCH();
