@@ -6,9 +6,10 @@
 //   visible_end              the end of a row's prefix under the causal and padding masks
 //   masked_softmax_unfused   (given) scale, mask, row max, normalise: four kernels, each a
 //                            full trip through global memory
-//   masked_softmax           fused: the visible prefix read once into registers, y written
-//                            once; a warp per short row, a block or a cluster of blocks per
-//                            long one, two reads for rows longer than fit on chip
+//   masked_softmax           fused: the visible prefix read once into registers (long
+//                            16-bit rows: half in shared memory), y written once; a warp per
+//                            short row, a block or a cluster of blocks per long one, two reads
+//                            for rows longer than fit on chip
 //
 // Fill in the TODOs, in order; everything else is complete. Check your work with
 //   cmake --build --preset exercises && ctest --preset exercises -L 04
@@ -526,7 +527,8 @@ bool full_clusters_run() {
 
 // Which kernel covers a row of n_k keys, with `threads` per block and `cluster` blocks per
 // row. As chapter 03 measured: a warp while 32 threads' registers hold the row; one block
-// while 1024 threads do; a cluster of 1024-thread blocks beyond (a cluster costs
+// while 1024 threads do (a 16-bit row that needs more than 512: one staged 512-thread block,
+// two per SM, see its kernel); a cluster of 1024-thread blocks beyond (a cluster costs
 // bandwidth: its blocks start, synchronise and finish together); two reads past that,
 // and for long rows that are not whole 16-byte vectors (see the block kernel).
 struct Plan {
