@@ -26,3 +26,13 @@ course_known_bad(score_no_store_guard
   WHY "score_matrix writes the whole tile, past the last row and column"
   REPLACE "if (row < n_q && col < n_k) S[std::size_t(row) * n_k + col] = scale * sum;"
           "S[std::size_t(row) * n_k + col] = scale * sum;")
+course_known_bad(block_reduce_no_barrier
+  WHY "block_reduce_sum has no barrier between the warps writing their partials and warp 0 reading them"
+  REPLACE "  __syncthreads();  // every warp's partial is written before warp 0 reads them\n" "")
+course_known_bad(score_no_barrier_after_load
+  WHY "score_matrix reads the shared tiles without a barrier after loading them: other warps' rows may not be there yet"
+  REPLACE "    __syncthreads();  // the tiles are complete before any thread reads them\n" "")
+course_known_bad(score_no_barrier_before_next_slice
+  WHY "score_matrix loads the next slice of d while other warps still read the current one (a race: racecheck reports it every time; the results are wrong only when a warp runs a slice ahead)"
+  TOOL racecheck CASES "gpu: score_matrix: *"
+  REPLACE "    __syncthreads();  // every thread is done reading before the next slice overwrites them\n" "")

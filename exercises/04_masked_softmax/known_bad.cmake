@@ -18,3 +18,9 @@ course_known_bad(scale_twice
 course_known_bad(staged_part_register_factor
   WHY "the staged kernel corrects the staged vectors with the register part's state, not their own"
   REPLACE "staged_view(view, s), whole_row, staged_part);" "staged_view(view, s), whole_row, register_part);")
+course_known_bad(padding_ignored
+  WHY "visible_end ignores the key lengths: padded keys count in the softmax"
+  REPLACE "int end = key_length < n_k ? key_length : n_k;" "int end = n_k;")
+course_known_bad(explicit_mask_ignored
+  WHY "the warp kernel never applies the explicit boolean mask"
+  REPLACE "  if (view.keep != nullptr) drop_explicitly_masked<T, N, kWhole>(raw, view);\n" "")

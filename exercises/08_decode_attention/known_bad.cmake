@@ -27,3 +27,7 @@ course_known_bad(fp8_value_units_dropped
 course_known_bad(no_sum_rescale
   WHY "the running sum l is not rescaled when a tile raises the running max"
   REPLACE "l = l * rescale + p_sum;" "l = l + p_sum;")
+course_known_bad(lse_log2
+  WHY "lse is left in log2 units (m + log2 l), not converted to the natural log"
+  REPLACE "(m_block + log2f(l_block)) * kLn2" "(m_block + log2f(l_block))"
+          "(m + log2f(l_sum)) * kLn2" "(m + log2f(l_sum))")

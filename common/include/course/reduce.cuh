@@ -1,7 +1,8 @@
 // Warp and block reductions for any associative operation (chapter 01 derives the sum;
 // later chapters use these for max, sum and chapter 03's (max, sum) pairs).
 //
-//   warp_reduce(v, op):  result valid in every lane of the warp.
+//   warp_reduce(v, op):  result valid in every lane of the warp. warp_reduce<16>(v, op):
+//     the same within each half-warp (two rows per warp, chapter 04); every lane calls it.
 //   quad_reduce(v, op):  over the 4 lanes 4g .. 4g + 3 of a quad, valid in each of them
 //     (an mma accumulator's row lives in one quad: chapters 07 and 08).
 //   block_reduce(v, op, scratch):  result valid in every thread of the block.
@@ -30,9 +31,11 @@ __device__ inline float shfl_xor(float v, int lane_mask) {
 }
 
 // Butterfly: after log2(32) = 5 exchanges every lane has combined all 32 values.
-template <class V, class Op>
+// warp_reduce<kLanes>: the same within each group of kLanes lanes (16: each half-warp).
+template <int kLanes = 32, class V, class Op>
 __device__ V warp_reduce(V v, Op op) {
-  for (int mask = 16; mask > 0; mask /= 2) v = op(v, shfl_xor(v, mask));
+  static_assert(kLanes >= 2 && kLanes <= 32 && (kLanes & (kLanes - 1)) == 0, "a power of two up to 32 lanes");
+  for (int mask = kLanes / 2; mask > 0; mask /= 2) v = op(v, shfl_xor(v, mask));
   return v;
 }
 
