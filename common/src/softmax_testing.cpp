@@ -76,14 +76,25 @@ CompareReport check_softmax(SoftmaxFn<T> fn, const SoftmaxCase& c, const std::st
   std::transform(c.x.begin(), c.x.end(), x.begin(), DType<T>::narrow);
   const std::vector<double> ref = reference::softmax_rows(widen(x), c.rows, c.cols);
 
-  DeviceBuffer<T> d_x(x), d_y(n);
+  // x and y are followed by a tail: NaN after x (a kernel that reads past the last row meets
+  // it) and the poison after y (one that writes past the last row leaves the tail changed).
+  constexpr std::size_t kTail = 1024;
+  std::vector<T> x_tailed(x);
+  x_tailed.resize(n + kTail, DType<T>::narrow(std::nanf("")));
+  DeviceBuffer<T> d_x(x_tailed), d_y(n + kTail);
   d_y.poison();
   fn(d_x.data(), d_y.data(), c.rows, c.cols, nullptr);
   COURSE_CUDA_CHECK(cudaDeviceSynchronize());
-  const std::vector<double> got = widen(d_y.download());
+  std::vector<double> got = widen(d_y.download());
 
   const std::string what = kernel + " " + DType<T>::name + ", " + c.name + ", " +
                            std::to_string(c.rows) + " x " + std::to_string(c.cols);
+  const auto is_poison = [](double v) { return std::isnan(v) && std::signbit(v); };
+  for (std::size_t e = n; e < got.size(); ++e)
+    if (!is_poison(got[e]))
+      return {false, what + ": wrote " + std::to_string(e - n) +
+                         " elements past the end of y (a store without the bounds check of the last row's end)"};
+  got.resize(n);
   CompareReport report = compare(got, ref, DType<T>::prob, {std::size_t(c.rows), std::size_t(c.cols)},
                                  what, "the row max and sum must cover every column of the row");
   if (!report.ok) return report;

@@ -25,3 +25,7 @@ course_known_bad(online_second_read_skips_tail
 course_known_bad(staged_part_register_factor
   WHY "the cluster kernel corrects the staged vectors with the register part's max: each part's p is in units of its own max"
   REPLACE "staged_share(share, s), staged_part, whole_row);" "staged_share(share, s), register_part, whole_row);")
+course_known_bad(store_past_row_end
+  WHY "store_share writes every vector of the thread's share, also those past the row's end (no share.holds check)"
+  REPLACE "    if (!share.holds(i)) continue;\n    const int col = share.col(i);\n    float out[V];"
+          "    const int col = share.col(i);\n    float out[V];")

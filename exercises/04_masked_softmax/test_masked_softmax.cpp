@@ -4,8 +4,9 @@
 // 1 to 65536 keys and past what fits on chip, misaligned rows, NaN in every score it must
 // not read; chapter 02's unmasked cases; and the unfused pipeline (given) on the same.
 //
-// Every check: fresh random scores, outputs poisoned with NaN before the launch, the
-// float64 reference (course::reference::masked_softmax), masked outputs exactly 0.
+// Every check: fresh random scores followed by NaN, outputs poisoned with NaN before the
+// launch (past their end too, where they must stay poison), the float64 reference
+// (course::reference::masked_softmax), masked outputs exactly 0.
 //
 // Run: ctest --preset exercises -L 04   (or build/exercises/bin/test_ch04)
 #include "masked_softmax.hpp"
@@ -104,19 +105,23 @@ void unfused(const T* S, T* y, ScoreShape shape, float scale, ch04::Mask mask, c
 // Runs `run` on case c with T storage and checks y: no NaN in a fully masked row, exactly 0
 // at every masked key, the float64 reference everywhere within T's probability tolerance.
 // misalign: S, y and the explicit mask start that many elements into their allocations.
+// S is followed by NaN, y by the poison (kTail elements each), and the misaligned start of y
+// is poisoned too: a kernel that reads past the last row meets NaN, one that writes outside
+// y leaves the poison changed.
+constexpr std::size_t kTail = 1024;
 template <class T>
 course::CompareReport check_masked(Runner<T> run, const MaskedCase& c, const std::string& kernel,
                                    int misalign = 0) {
   const ScoreShape& s = c.shape;
   const std::size_t rows = rows_of(s), n = rows * s.n_k;
   REQUIRE(c.S.size() == n);
-  std::vector<T> S(n + misalign);
+  std::vector<T> S(n + misalign + kTail, course::DType<T>::narrow(std::nanf("")));
   std::transform(c.S.begin(), c.S.end(), S.begin() + misalign, course::DType<T>::narrow);
   if (c.nan_where_masked)
     for (std::size_t r = 0; r < rows; ++r)
       for (int j = 0; j < s.n_k; ++j)
         if (!kept(c, r, j)) S[misalign + r * s.n_k + j] = course::DType<T>::narrow(std::nanf(""));
-  const std::vector<double> x = course::widen(std::vector<T>(S.begin() + misalign, S.end()));
+  const std::vector<double> x = course::widen(std::vector<T>(S.begin() + misalign, S.begin() + misalign + n));
   const std::vector<double> ref = course::reference::masked_softmax(x, s.batch, s.heads, s.n_q, s.n_k, c.scale,
                                                                     c.causal, c.key_lengths, c.keep);
   REQUIRE_MESSAGE(std::none_of(ref.begin(), ref.end(), [](double v) { return std::isnan(v); }),
@@ -124,21 +129,27 @@ course::CompareReport check_masked(Runner<T> run, const MaskedCase& c, const std
 
   std::vector<std::uint8_t> keep(c.keep.empty() ? 0 : c.keep.size() + misalign);
   std::copy(c.keep.begin(), c.keep.end(), keep.begin() + (keep.empty() ? 0 : misalign));
-  course::DeviceBuffer<T> d_S(S), d_y(n + misalign);
+  course::DeviceBuffer<T> d_S(S), d_y(misalign + n + kTail);
   course::DeviceBuffer<int> d_lengths(c.key_lengths);  // empty: nullptr, no padding mask
   course::DeviceBuffer<std::uint8_t> d_keep(keep);
   d_y.poison();
   const ch04::Mask mask{c.causal, d_lengths.data(), keep.empty() ? nullptr : d_keep.data() + misalign};
   run(d_S.data() + misalign, d_y.data() + misalign, s, c.scale, mask, nullptr);
   COURSE_CUDA_CHECK(cudaDeviceSynchronize());
-  const std::vector<T> y_all = d_y.download();
-  const std::vector<double> got = course::widen(std::vector<T>(y_all.begin() + misalign, y_all.end()));
+  const std::vector<double> y_all = course::widen(d_y.download());
+  const std::vector<double> got(y_all.begin() + misalign, y_all.begin() + misalign + n);
 
   const std::string what = kernel + " " + course::DType<T>::name + ", " + describe(c) +
                            (misalign ? ", S and y at +" + std::to_string(misalign) : "");
   const course::Shape2D shape2d{rows, std::size_t(s.n_k)};
   // The poison is a NaN with the sign bit set; a NaN the GPU computes has it clear.
   auto is_poison = [](double v) { return std::isnan(v) && std::signbit(v); };
+  for (std::size_t e = 0; e < y_all.size(); ++e)
+    if ((e < std::size_t(misalign) || e >= misalign + n) && !is_poison(y_all[e]))
+      return {false, what + ": wrote outside y, " +
+                         (e < std::size_t(misalign) ? std::to_string(misalign - e) + " elements before its start"
+                                                    : std::to_string(e - misalign - n) + " elements past its end") +
+                         " (a store without the check col < n_k)"};
   const bool nothing_written = std::all_of(got.begin(), got.end(), is_poison);
   for (std::size_t r = 0; r < rows && !nothing_written; ++r) {
     bool sees_something = false;
@@ -189,12 +200,13 @@ const Masks kEveryCombination[] = {{false, false, false}, {true, false, false}, 
                                    {false, false, true},  {true, true, false},  {true, false, true},
                                    {false, true, true},   {true, true, true}};
 
-// Every mask combination on shapes that take every path: a warp per row (short rows), a
+// Every mask combination on shapes that take every path: a warp or a half-warp per row
+// (short rows; an odd number of rows leaves the grid's last half-warp without one), a
 // block, a cluster of blocks; n_q = n_k, n_q < n_k and n_q > n_k; rows of whole 16-byte
 // vectors and rows that are not.
 std::vector<MaskedCase> combination_cases(course::Rng& rng) {
-  const ScoreShape shapes[] = {{2, 3, 37, 37}, {3, 2, 50, 136}, {3, 2, 130, 48}, {3, 1, 16, 2048},
-                               {3, 1, 6, 5000}, {3, 1, 4, 40000}};
+  const ScoreShape shapes[] = {{2, 3, 37, 37}, {1, 3, 5, 77},   {3, 1, 3, 512}, {3, 2, 50, 136},
+                               {3, 2, 130, 48}, {3, 1, 16, 2048}, {3, 1, 6, 5000}, {3, 1, 4, 40000}};
   std::vector<MaskedCase> cases;
   for (const ScoreShape& shape : shapes)
     for (const Masks& m : kEveryCombination) cases.push_back(make_case(rng, "mask combination", shape, m));
