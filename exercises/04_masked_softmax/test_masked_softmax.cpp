@@ -144,12 +144,15 @@ course::CompareReport check_masked(Runner<T> run, const MaskedCase& c, const std
   const course::Shape2D shape2d{rows, std::size_t(s.n_k)};
   // The poison is a NaN with the sign bit set; a NaN the GPU computes has it clear.
   auto is_poison = [](double v) { return std::isnan(v) && std::signbit(v); };
-  for (std::size_t e = 0; e < y_all.size(); ++e)
-    if ((e < std::size_t(misalign) || e >= misalign + n) && !is_poison(y_all[e]))
-      return {false, what + ": wrote outside y, " +
-                         (e < std::size_t(misalign) ? std::to_string(misalign - e) + " elements before its start"
-                                                    : std::to_string(e - misalign - n) + " elements past its end") +
-                         " (a store without the check col < n_k)"};
+  const auto changed = [&](auto first, auto last) {
+    return std::count_if(first, last, [&](double v) { return !is_poison(v); });
+  };
+  const auto before = changed(y_all.begin(), y_all.begin() + misalign);
+  const auto after = changed(y_all.begin() + misalign + n, y_all.end());
+  if (before + after > 0)
+    return {false, what + ": wrote outside y (" + std::to_string(before) + " elements before its start and " +
+                       std::to_string(after) + " of the " + std::to_string(kTail) +
+                       " after its end changed): a store without the check col < n_k"};
   const bool nothing_written = std::all_of(got.begin(), got.end(), is_poison);
   for (std::size_t r = 0; r < rows && !nothing_written; ++r) {
     bool sees_something = false;
