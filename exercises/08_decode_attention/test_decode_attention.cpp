@@ -7,7 +7,8 @@
 //
 // Every check: fresh random data, NaN in every cache position past a sequence's length
 // (never to be read), O, lse and the split workspace poisoned with NaN before the launch (a
-// split whose state is never written, or read from the wrong place, shows).
+// split whose state is never written, or read from the wrong place, shows), and O and lse
+// followed by more poison that must stay untouched (a store past their end shows).
 //
 // Run: ctest --preset exercises -L 08   (or build/exercises/bin/test_ch08)
 #include "decode_attention.hpp"
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -91,8 +93,10 @@ template <class T>
 course::CompareReport check_decode(const DecodeCase& c, int splits, bool fp8) {
   const CacheShape& s = c.shape;
   const std::vector<T> q = course::narrow<T>(c.q), K = course::narrow<T>(c.K), V = course::narrow<T>(c.V);
-  course::DeviceBuffer<T> d_q(q), d_K(K), d_V(V), d_O(q.size());
-  course::DeviceBuffer<float> d_lse(std::size_t(s.batch) * s.heads);
+  const std::size_t pairs = std::size_t(s.batch) * s.heads;  // (b, h): a row of O, an lse
+  constexpr std::size_t kTailRows = 4;                           // poisoned rows after O and lse
+  course::DeviceBuffer<T> d_q(q), d_K(K), d_V(V), d_O(q.size() + kTailRows * s.head_dim);
+  course::DeviceBuffer<float> d_lse(pairs + kTailRows);
   course::DeviceBuffer<int> d_lengths(c.lengths);
   course::DeviceBuffer<unsigned char> workspace(ch08::workspace_bytes(s, splits));
   std::vector<double> Kd = course::widen(K), Vd = course::widen(V);
@@ -126,6 +130,12 @@ course::CompareReport check_decode(const DecodeCase& c, int splits, bool fp8) {
   std::vector<double> want_lse = want.lse;
   const std::string what = std::string(fp8 ? "decode_attention FP8 cache, " : "decode_attention, ") +
                            course::DType<T>::name + " " + describe(c, splits);
+  const auto is_poison = [](double v) { return std::isnan(v) && std::signbit(v); };
+  for (auto [out, size, name] : {std::tuple{&got_O, q.size(), "O"}, std::tuple{&got_lse, pairs, "lse"}}) {
+    if (!std::all_of(out->begin() + size, out->end(), is_poison))
+      return {false, what + ": wrote past the end of " + name + " (a (b, h) pair index past batch * heads)"};
+    out->resize(size);
+  }
   const int d = s.head_dim;
   for (std::size_t r = 0; r < want_lse.size(); ++r) {  // r = b * heads + h
     if (!std::isinf(want_lse[r])) continue;
@@ -138,7 +148,6 @@ course::CompareReport check_decode(const DecodeCase& c, int splits, bool fp8) {
                      ". An empty chunk's state is (-inf, 0, 0); merging only empty states must not form -inf - (-inf)."};
     got_lse[r] = want_lse[r] = 0.0;
   }
-  const std::size_t pairs = std::size_t(s.batch) * s.heads;
   const course::CompareReport o = course::compare(
       got_O, want.O, output_tolerance<T>(), {pairs, std::size_t(d)}, what + ", O [rows = batch*heads, d]",
       "each chunk's output must be rescaled to the common max before the sum, and query head h reads kv head "
