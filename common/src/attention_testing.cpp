@@ -76,7 +76,6 @@ CompareReport check_attention(const AttentionRunnerOf<T>& run, const AttentionCa
   std::vector<double> got_O = widen(O.download());
   std::vector<double> got_lse = widen(lse.download());
   const std::string what = kernel + ", " + describe(c);
-  const auto is_poison = [](double v) { return std::isnan(v) && std::signbit(v); };
   for (const auto* out : {&got_O, &got_lse}) {
     const std::size_t size = out->size() - tail;
     for (std::size_t e = size; e < out->size(); ++e)

@@ -18,10 +18,6 @@ std::string number(double v) {
   return buf;
 }
 
-// The poison (every byte 0xFF) is a NaN with the sign bit set, in every float type and
-// after widening; a NaN that GPU arithmetic computes is the canonical one, sign bit clear.
-bool is_poison(double v) { return std::isnan(v) && std::signbit(v); }
-
 // The likely cause, read off where the wrong elements are.
 std::string diagnose(const std::vector<double>& got, const std::vector<double>& ref,
                      const std::vector<std::size_t>& bad, Shape2D shape, std::size_t nan_count,
@@ -78,6 +74,8 @@ std::string diagnose(const std::vector<double>& got, const std::vector<double>& 
 }
 
 }  // namespace
+
+bool is_poison(double v) { return std::isnan(v) && std::signbit(v); }
 
 CompareReport compare(const std::vector<double>& got, const std::vector<double>& ref,
                       Tolerance tol, Shape2D shape, const std::string& what,

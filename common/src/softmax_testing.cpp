@@ -89,7 +89,6 @@ CompareReport check_softmax(SoftmaxFn<T> fn, const SoftmaxCase& c, const std::st
 
   const std::string what = kernel + " " + DType<T>::name + ", " + c.name + ", " +
                            std::to_string(c.rows) + " x " + std::to_string(c.cols);
-  const auto is_poison = [](double v) { return std::isnan(v) && std::signbit(v); };
   const auto changed = std::count_if(got.begin() + n, got.end(), [&](double v) { return !is_poison(v); });
   if (changed > 0)
     return {false, what + ": wrote past the end of y (" + std::to_string(changed) + " of the " +

@@ -142,10 +142,8 @@ course::CompareReport check_masked(Runner<T> run, const MaskedCase& c, const std
   const std::string what = kernel + " " + course::DType<T>::name + ", " + describe(c) +
                            (misalign ? ", S and y at +" + std::to_string(misalign) : "");
   const course::Shape2D shape2d{rows, std::size_t(s.n_k)};
-  // The poison is a NaN with the sign bit set; a NaN the GPU computes has it clear.
-  auto is_poison = [](double v) { return std::isnan(v) && std::signbit(v); };
   const auto changed = [&](auto first, auto last) {
-    return std::count_if(first, last, [&](double v) { return !is_poison(v); });
+    return std::count_if(first, last, [&](double v) { return !course::is_poison(v); });
   };
   const auto before = changed(y_all.begin(), y_all.begin() + misalign);
   const auto after = changed(y_all.begin() + misalign + n, y_all.end());
@@ -153,7 +151,7 @@ course::CompareReport check_masked(Runner<T> run, const MaskedCase& c, const std
     return {false, what + ": wrote outside y (" + std::to_string(before) + " elements before its start and " +
                        std::to_string(after) + " of the " + std::to_string(kTail) +
                        " after its end changed): a store without the check col < n_k"};
-  const bool nothing_written = std::all_of(got.begin(), got.end(), is_poison);
+  const bool nothing_written = std::all_of(got.begin(), got.end(), course::is_poison);
   for (std::size_t r = 0; r < rows && !nothing_written; ++r) {
     bool sees_something = false;
     for (int j = 0; j < s.n_k && !sees_something; ++j) sees_something = kept(c, r, j);
@@ -163,8 +161,8 @@ course::CompareReport check_masked(Runner<T> run, const MaskedCase& c, const std
       const double g = got[r * s.n_k + j];
       if (g == 0.0 || kept(c, r, j)) continue;
       const std::string at = what + ": col " + std::to_string(j) + " of " + where + " is masked but holds " +
-                             (is_poison(g) ? std::string("the NaN poison") : std::to_string(g)) + ". ";
-      if (is_poison(g))
+                             (course::is_poison(g) ? std::string("the NaN poison") : std::to_string(g)) + ". ";
+      if (course::is_poison(g))
         return {false, at + "Never written: every column < n_k is written, 0 at every masked key and past the "
                             "visible prefix" + (sees_something ? "" : ", and a row that sees no key is all zeros")};
       if (std::isnan(g) && !sees_something)

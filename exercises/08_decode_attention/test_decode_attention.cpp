@@ -130,9 +130,8 @@ course::CompareReport check_decode(const DecodeCase& c, int splits, bool fp8) {
   std::vector<double> want_lse = want.lse;
   const std::string what = std::string(fp8 ? "decode_attention FP8 cache, " : "decode_attention, ") +
                            course::DType<T>::name + " " + describe(c, splits);
-  const auto is_poison = [](double v) { return std::isnan(v) && std::signbit(v); };
   for (auto [out, size, name] : {std::tuple{&got_O, q.size(), "O"}, std::tuple{&got_lse, pairs, "lse"}}) {
-    if (!std::all_of(out->begin() + size, out->end(), is_poison))
+    if (!std::all_of(out->begin() + size, out->end(), course::is_poison))
       return {false, what + ": wrote past the end of " + name + " (a (b, h) pair index past batch * heads)"};
     out->resize(size);
   }

@@ -97,6 +97,11 @@ CompareReport compare(const std::vector<double>& got, const std::vector<double>&
                       const std::string& hint = "");
 
 // Widening what came back from the GPU, for compare().
+// The poison DeviceBuffer::poison() writes (every byte 0xFF), after widening: a NaN with the
+// sign bit set, in every float type. A NaN that GPU arithmetic computes is the canonical one,
+// sign bit clear, so an element never written is told from one computed as NaN.
+bool is_poison(double v);
+
 std::vector<double> widen(const std::vector<float>& v);
 std::vector<double> widen(const std::vector<__half>& v);
 std::vector<double> widen(const std::vector<__nv_bfloat16>& v);
