@@ -356,8 +356,9 @@ __global__ void masked_softmax_warp_rows_kernel(const T* __restrict__ S, T* __re
   const int lane = threadIdx.x % kLanes;
   const int first_row = (blockIdx.x * kWarpsPerBlock + threadIdx.x / 32) * kRowsPerWarp;
   if (first_row >= rows) return;  // a whole warp leaves together: the shuffles below stay full
-  const int row = min(first_row + int(threadIdx.x % 32) / kLanes, rows - 1);
-  const bool mine = first_row + int(threadIdx.x % 32) / kLanes < rows;  // else read and write nothing
+  const int my_row = first_row + int(threadIdx.x % 32) / kLanes;
+  const bool mine = my_row < rows;      // else: a half-warp past the last row, which reads and writes nothing
+  const int row = min(my_row, rows - 1);  // a valid row for row_view's indices either way
   const std::size_t row_start = std::size_t(row) * shape.n_k;
   RowView view = row_view(row, shape, scale, mask, lane * V, kLanes * V);
   if (!mine) view.end = view.n_k = 0;
