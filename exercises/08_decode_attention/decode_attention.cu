@@ -289,24 +289,25 @@ __global__ void __launch_bounds__(kThreads)
 
   const int tiles_in_chunk = end > begin ? (end - begin + kTileKeys - 1) / kTileKeys : 0;
   // Each fetch is one group of copies, empty past the chunk's last tile (so the count of
-  // pending groups is the same for every warp and tile). FP8: lane j also loads the scales
-  // of position j, which the warp moves to shared memory when it reaches that tile.
+  // pending groups is the same for every warp and tile). FP8: with the keys, lane j also
+  // loads the scales of position j, which the warp moves to shared memory when it reaches
+  // that tile, a whole tile later: loaded with the values instead, at the end of the tile
+  // before, the first use waited for the load (FP8 up to 6% slower on an H200).
   float next_k_scale = 0.0f, next_v_scale = 0.0f;
   auto fetch_keys = [&](int tile, int stage) {
-    if (tile < tiles_in_chunk)
-      fetch_rows<Stride::kRowBytes>(mine.k[stage], K_bytes, begin + tile * kTileKeys, end, lane);
-    course::commit_copies();
-  };
-  auto fetch_values = [&](int tile) {
     const int first = begin + tile * kTileKeys;
     if (tile < tiles_in_chunk) {
-      fetch_rows<Stride::kRowBytes>(mine.v, V_bytes, first, end, lane);
+      fetch_rows<Stride::kRowBytes>(mine.k[stage], K_bytes, first, end, lane);
       if constexpr (kFp8) {
         const bool valid = first + lane < end;
         next_k_scale = valid ? K_scale[cache_row0 + first + lane] : 0.0f;
         next_v_scale = valid ? V_scale[cache_row0 + first + lane] : 0.0f;
       }
     }
+    course::commit_copies();
+  };
+  auto fetch_values = [&](int tile) {
+    if (tile < tiles_in_chunk) fetch_rows<Stride::kRowBytes>(mine.v, V_bytes, begin + tile * kTileKeys, end, lane);
     course::commit_copies();
   };
 
