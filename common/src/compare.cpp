@@ -77,6 +77,10 @@ std::string diagnose(const std::vector<double>& got, const std::vector<double>& 
 
 bool is_poison(double v) { return std::isnan(v) && std::signbit(v); }
 
+std::size_t count_written(const std::vector<double>& v, std::size_t from, std::size_t to) {
+  return std::size_t(std::count_if(v.begin() + from, v.begin() + to, [](double x) { return !is_poison(x); }));
+}
+
 CompareReport compare(const std::vector<double>& got, const std::vector<double>& ref,
                       Tolerance tol, Shape2D shape, const std::string& what,
                       const std::string& hint) {

@@ -89,7 +89,7 @@ CompareReport check_softmax(SoftmaxFn<T> fn, const SoftmaxCase& c, const std::st
 
   const std::string what = kernel + " " + DType<T>::name + ", " + c.name + ", " +
                            std::to_string(c.rows) + " x " + std::to_string(c.cols);
-  const auto changed = std::count_if(got.begin() + n, got.end(), [&](double v) { return !is_poison(v); });
+  const std::size_t changed = count_written(got, n, got.size());
   if (changed > 0)
     return {false, what + ": wrote past the end of y (" + std::to_string(changed) + " of the " +
                        std::to_string(kTail) + " elements after it changed): a store without the bounds check of "

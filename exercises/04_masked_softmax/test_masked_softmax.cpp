@@ -142,11 +142,8 @@ course::CompareReport check_masked(Runner<T> run, const MaskedCase& c, const std
   const std::string what = kernel + " " + course::DType<T>::name + ", " + describe(c) +
                            (misalign ? ", S and y at +" + std::to_string(misalign) : "");
   const course::Shape2D shape2d{rows, std::size_t(s.n_k)};
-  const auto changed = [&](auto first, auto last) {
-    return std::count_if(first, last, [&](double v) { return !course::is_poison(v); });
-  };
-  const auto before = changed(y_all.begin(), y_all.begin() + misalign);
-  const auto after = changed(y_all.begin() + misalign + n, y_all.end());
+  const std::size_t before = course::count_written(y_all, 0, misalign);
+  const std::size_t after = course::count_written(y_all, misalign + n, y_all.size());
   if (before + after > 0)
     return {false, what + ": wrote outside y (" + std::to_string(before) + " elements before its start and " +
                        std::to_string(after) + " of the " + std::to_string(kTail) +

@@ -101,6 +101,9 @@ CompareReport compare(const std::vector<double>& got, const std::vector<double>&
 // sign bit set, in every float type. A NaN that GPU arithmetic computes is the canonical one,
 // sign bit clear, so an element never written is told from one computed as NaN.
 bool is_poison(double v);
+// How many of v[from, to) are no longer the poison: the elements a kernel wrote there. An
+// output followed by poisoned elements, checked with it, shows a store past its end.
+std::size_t count_written(const std::vector<double>& v, std::size_t from, std::size_t to);
 
 std::vector<double> widen(const std::vector<float>& v);
 std::vector<double> widen(const std::vector<__half>& v);
