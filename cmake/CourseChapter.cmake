@@ -1,4 +1,4 @@
-# course_chapter(NN_name KERNELS a.cu ... TESTS test_x.cpp ... [USES MM_other ...])
+# course_chapter(NN_name KERNELS a.cu ... TESTS test_x.cpp ... [USES MM_other ...] [SM90A])
 #
 # Defines one chapter, laid out as
 #   chapters/NN_name/   the lesson, the chapter's header (its host-side API) and main.cu
@@ -8,7 +8,8 @@
 #   chNN_exercises, chNN_solutions   the kernels of each track, as static libraries
 #   chNN_name                        the chapter executable (bin/), linking COURSE_TRACK's kernels
 # Chapters named in USES are ones this chapter builds on or compares with: both tracks'
-# kernel libraries link COURSE_TRACK's kernels of those chapters.
+# kernel libraries link COURSE_TRACK's kernels of those chapters. SM90A: the kernels use
+# Hopper's arch-specific instructions (wgmma); see course_sm90a.
 #   test_chNN                        the suite, linking COURSE_TRACK's kernels
 #   test_chNN_stubs                  (solutions track) the same suite linking the exercise stubs
 # and registers in ctest, one test per doctest case, with labels:
@@ -65,8 +66,32 @@ if(COURSE_TRACK STREQUAL "exercises")
     COMMENT "Your progress, chapter by chapter")
 endif()
 
+# Arch-specific features (wgmma, sm_90a) run only on compute capability 9.0 and need code
+# built for "90a", which newer GPUs cannot run. So where the build names 90 (the H100, H200),
+# the kernels of `target` get sm_90a machine code instead of sm_90's, plus sm_90's PTX for
+# newer GPUs to compile, and COURSE_SM90A is defined: the chapter then offers what needs it.
+function(course_sm90a target)
+  set(archs "")
+  set(found FALSE)
+  foreach(arch IN LISTS CMAKE_CUDA_ARCHITECTURES)
+    if(arch MATCHES "^90a?(-real)?$")
+      list(APPEND archs 90a-real)
+      set(found TRUE)
+      if(NOT arch MATCHES "-real$")
+        list(APPEND archs 90-virtual)
+      endif()
+    else()
+      list(APPEND archs ${arch})
+    endif()
+  endforeach()
+  if(found)
+    set_property(TARGET ${target} PROPERTY CUDA_ARCHITECTURES ${archs})
+    target_compile_definitions(${target} PRIVATE COURSE_SM90A)
+  endif()
+endfunction()
+
 function(course_chapter dir)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "KERNELS;TESTS;USES")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "SM90A" "" "KERNELS;TESTS;USES")
   string(SUBSTRING "${dir}" 0 2 num)
   if(TARGET progress)
     set_property(TARGET progress APPEND PROPERTY COURSE_CHAPTERS ${dir})
@@ -96,6 +121,9 @@ function(course_chapter dir)
       target_link_libraries(${lib} PUBLIC ch${used_num}_${COURSE_TRACK})
     endforeach()
     course_warnings(${lib})
+    if(arg_SM90A)
+      course_sm90a(${lib})
+    endif()
     if(track STREQUAL "exercises")
       # A stub declares the names its TODO will use (the index math, the shared tiles)
       # and leaves them unused until the learner writes the kernel: no noise about that.
@@ -221,6 +249,9 @@ function(course_known_bad name)
     target_link_libraries(${lib} PUBLIC ch${used_num}_solutions)
   endforeach()
   target_compile_options(${lib} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-w>)  # a mutant may leave names unused
+  if(arg_SM90A)
+    course_sm90a(${lib})
+  endif()
   set(exe test_ch${num}_bad_${name})
   add_executable(${exe})
   target_link_libraries(${exe} PRIVATE test_ch${num}_cases ${lib} course::testing)

@@ -63,7 +63,7 @@ std::string rung_column(ch07::Rung rung) { return std::string("rung ") + ch07::r
 
 template <class T>
 int run_ladder(const std::vector<long long>& seqs, const std::vector<long long>& dims, long long tokens,
-               long long hidden, const std::vector<ch07::Rung>& rungs, int repeats, const char* dtype,
+               long long hidden, const std::vector<ch07::Rung>& wanted, int repeats, const char* dtype,
                course::Tolerance o_tolerance) {
   const course::GpuStatus gpu = course::query_gpu();
   if (!gpu.usable) {
@@ -75,6 +75,18 @@ int run_ladder(const std::vector<long long>& seqs, const std::vector<long long>&
     std::printf("[course] SKIPPED the GPU part: this GPU is sm_%d%d\n", gpu.prop.major, gpu.prop.minor);
     std::fprintf(stderr, "chapter 07 needs a GPU of sm_80 or newer (mma.sync on bf16, ldmatrix, cp.async); this one "
                          "is sm_%d%d\n", gpu.prop.major, gpu.prop.minor);
+    return int(course::kExitUnsupported);
+  }
+  std::vector<ch07::Rung> rungs;  // those this GPU and this build can run
+  for (ch07::Rung rung : wanted) {
+    if (ch07::rung_available(rung))
+      rungs.push_back(rung);
+    else
+      std::printf("rung %s left out: it needs compute capability 9.0 (H100, H200) and a build naming 90 in "
+                  "CMAKE_CUDA_ARCHITECTURES\n", ch07::rung_name(rung));
+  }
+  if (rungs.empty()) {
+    std::fprintf(stderr, "no rung asked for (--rungs) runs here\n");
     return int(course::kExitUnsupported);
   }
   const double gemm = course::measure_gemm_bf16_tflops();
@@ -143,7 +155,8 @@ int main(int argc, char** argv) {
   const auto dims = cli.integers("--head-dim", {64, 128}, "head dimensions d (64 or 128)");
   const long long tokens = cli.integer("--tokens", 16384, "batch * N: B = tokens / N (at least 1)");
   const long long hidden = cli.integer("--hidden", 2048, "model width: heads = hidden / d");
-  const auto rung_numbers = cli.integers("--rungs", {1, 2, 3, 4, 5}, "rungs of the ladder to time (1 to 5)");
+  const auto rung_numbers =
+      cli.integers("--rungs", {1, 2, 3, 4, 5, 6}, "rungs of the ladder to time (1 to 6; 6 on an H100/H200 only)");
   const std::string dtype = cli.text("--dtype", "bf16", "storage type of Q, K, V and O: bf16 or fp16");
   const long long repeats = cli.integer("--repeats", 5, "timed runs per rung; the median is reported");
   cli.finish();
@@ -152,7 +165,7 @@ int main(int argc, char** argv) {
     cli.require(ch07::supports_head_dim(int(d)), "every --head-dim must be one the kernel supports: 64 or 128");
   cli.require(tokens >= 1 && tokens <= (1 << 24), "--tokens must be in [1, 2^24]");
   for (long long d : dims) cli.require(hidden % d == 0, "--hidden must be a multiple of every --head-dim");
-  for (long long r : rung_numbers) cli.require(r >= 1 && r <= 5, "every --rungs must be in [1, 5]");
+  for (long long r : rung_numbers) cli.require(r >= 1 && r <= 6, "every --rungs must be in [1, 6]");
   cli.require(dtype == "bf16" || dtype == "fp16", "--dtype must be bf16 or fp16");
   cli.require(repeats >= 1 && repeats <= 1000, "--repeats must be in [1, 1000]");
   std::vector<ch07::Rung> rungs;

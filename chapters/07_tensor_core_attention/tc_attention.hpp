@@ -33,12 +33,18 @@ enum class Rung {
   two_tiles = 4,  // each warp owns 32 queries: every K and V fragment feeds two mma (128-query blocks)
   tuned = 5,      // rows padded, not swizzled (fewer registers); the mask only on tiles that need it;
                   // no rescale while the maxima hold; causal blocks heaviest first
+  wgmma = 6,      // Hopper only: warpgroup mma (wgmma) reads K and V from shared memory itself;
+                  // 2 warpgroups x 64 queries, rung 5's walk and softmax
 };
-constexpr Rung kRungs[] = {Rung::mma, Rung::swizzle, Rung::pipelined, Rung::two_tiles, Rung::tuned};
-constexpr Rung kBestRung = Rung::tuned;
+constexpr Rung kRungs[] = {Rung::mma, Rung::swizzle, Rung::pipelined, Rung::two_tiles, Rung::tuned, Rung::wgmma};
 
 const char* rung_name(Rung rung);  // "1 mma", "2 swizzle", ...
 int query_tile(Rung rung);         // queries per block: 64, or 128 from rung 4 on
+
+// Rungs 1-5 run on every GPU the chapter supports. Rung 6 uses an arch-specific feature of
+// compute capability 9.0 (sm_90a): it runs on an H100 or H200, from a build that names 90 in
+// CMAKE_CUDA_ARCHITECTURES; elsewhere flash_attention refuses it (std::runtime_error).
+bool rung_available(Rung rung);
 
 // The head dimensions the kernel is compiled for: 64 and 128.
 bool supports_head_dim(int head_dim);

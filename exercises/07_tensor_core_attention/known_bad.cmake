@@ -36,10 +36,10 @@ course_known_bad(p_fragment_order
           "  a[2] = course::pack2<T>(p[2 * ks][2], p[2 * ks][3]);          // row g + 8\n  a[1] = course::pack2<T>(p[2 * ks + 1][0], p[2 * ks + 1][1]);")
 course_known_bad(prefetch_into_current_stage
   WHY "rung 3 prefetches the next keys into the stage being scored, not the other one"
-  REPLACE "load_tile<kKeyTile, D, St::kLayout>(k_tiles + next * kKeyTile * kChunks" "load_tile<kKeyTile, D, St::kLayout>(k_tiles + stage * kKeyTile * kChunks")
+  REPLACE "load_tile<kKeyTile, D, St::kLayout, St::kThreads>(k_tiles + next * kKeyTile * kChunks" "load_tile<kKeyTile, D, St::kLayout, St::kThreads>(k_tiles + stage * kKeyTile * kChunks")
 course_known_bad(missing_barrier_after_wait
   WHY "no barrier between waiting for this tile's keys and reading them: a warp's wait covers only its own copies"
-  REPLACE "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n    __syncthreads();\n"
+  REPLACE "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n    if (St::kWgmma) course::fence_async_shared();  // ... and visible to the tensor cores\n    __syncthreads();\n"
           "    course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)\n")
 course_known_bad(rescale_skipped_for_all
   WHY "rung 5 skips the output's rescale when any lane kept all its rows' maxima, not only when every row of the warp did"

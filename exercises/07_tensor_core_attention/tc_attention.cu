@@ -33,6 +33,7 @@
 #include "course/mma.cuh"
 #include "course/online_softmax.cuh"
 #include "course/reduce.cuh"
+#include "course/wgmma.cuh"
 
 #include <cmath>
 #include <stdexcept>
@@ -42,29 +43,39 @@ namespace ch07 {
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = 32 * kWarps;
+constexpr int kWarps = 4;  // per block, rungs 1-5; rung 6 has two warpgroups of 4
 constexpr int kKeyTile = 64;  // keys per step of the walk
 constexpr unsigned kFullWarp = 0xffffffffu;
 constexpr float kLn2 = 0.693147180559945309f;
 
 // How a tile's rows sit in shared memory (see chunk_slot).
-enum class Layout { plain, swizzled, padded };
+enum class Layout { plain, swizzled, padded, wgmma };
 
-// 16-query mma tiles per warp: one, or two from rung 4 on.
-__host__ __device__ constexpr int row_tiles(Rung rung) { return rung >= Rung::two_tiles ? 2 : 1; }
+// 16-query mma tiles per warp: one, or two in rungs 4 and 5.
+__host__ __device__ constexpr int row_tiles(Rung rung) {
+  return rung == Rung::two_tiles || rung == Rung::tuned ? 2 : 1;
+}
+// Warps per block: 4, or two warpgroups of 4 in rung 6.
+__host__ __device__ constexpr int block_warps(Rung rung) { return rung == Rung::wgmma ? 8 : kWarps; }
 
 // What rung R switches on.
 template <Rung R>
 struct Steps {
-  static constexpr Layout kLayout = R >= Rung::tuned     ? Layout::padded
+  static constexpr bool kWgmma = R == Rung::wgmma;
+  static constexpr Layout kLayout = kWgmma               ? Layout::wgmma
+                                    : R >= Rung::tuned   ? Layout::padded
                                     : R >= Rung::swizzle ? Layout::swizzled
                                                          : Layout::plain;
   static constexpr bool kPipelined = R >= Rung::pipelined;
   static constexpr int kRowTiles = row_tiles(R);
   static constexpr bool kTuned = R >= Rung::tuned;
+  static constexpr int kWarps = block_warps(R);
+  static constexpr int kThreads = 32 * kWarps;
   static constexpr int kQueries = kWarps * 16 * kRowTiles;  // per block
   static constexpr int kStages = kPipelined ? 2 : 1;       // K and V tile buffers
+  // Rung 6's warps hold no B fragments (the tensor cores read K and V from shared memory), so
+  // 128 registers a thread are enough for two blocks of 8 warps per SM.
+  static constexpr int kMinBlocks = kWgmma ? 2 : 1;
 };
 
 // ---- Shared tiles ------------------------------------------------------------------------
@@ -79,25 +90,30 @@ struct Steps {
 //             but every fragment's address is then a per-lane base plus a constant, where the
 //             swizzle's XOR makes one address per column of d that the compiler keeps in
 //             registers (217 against 174 at d = 128 in rung 2): registers rung 5 needs.
+//   wgmma     the layout the tensor cores read themselves (rung 6, course/wgmma.cuh): per 8
+//             rows, D / 64 atoms of 8 rows x 128 bytes, one after the other, each with the
+//             128-byte swizzle (chunk c of row r at c ^ (r % 8) within its atom). At d = 64
+//             this is the swizzled layout.
 template <int D, Layout L>
 inline constexpr int kRowChunks = D / 8 + (L == Layout::padded ? 1 : 0);
 
 template <int D, Layout L>
 __device__ __forceinline__ int chunk_slot(int row, int chunk) {
   if (L == Layout::swizzled) return row * kRowChunks<D, L> + (chunk ^ (row & 7));
+  if (L == Layout::wgmma) return (row / 8) * 8 * (D / 8) + (chunk / 8) * 64 + (row % 8) * 8 + ((chunk % 8) ^ (row % 8));
   return row * kRowChunks<D, L> + chunk;
 }
 
 // Starts copying rows [first, first + ROWS) of a [n_rows, D] matrix into `tile` (consecutive
 // threads take consecutive chunks of a row: coalesced). Rows past n_rows are zero-filled and
 // not read: a zero value times a zero probability adds nothing, where garbage could be NaN.
-template <int ROWS, int D, Layout L, class T>
+template <int ROWS, int D, Layout L, int THREADS, class T>
 __device__ __forceinline__ void load_tile(uint4* tile, const T* __restrict__ src, int first, int n_rows) {
   constexpr int kChunks = D / 8;
-  static_assert(ROWS * kChunks % kThreads == 0, "every thread copies the same number of chunks");
+  static_assert(ROWS * kChunks % THREADS == 0, "every thread copies the same number of chunks");
 #pragma unroll
-  for (int step = 0; step < ROWS * kChunks / kThreads; ++step) {
-    const int i = threadIdx.x + step * kThreads, row = i / kChunks, chunk = i % kChunks;
+  for (int step = 0; step < ROWS * kChunks / THREADS; ++step) {
+    const int i = threadIdx.x + step * THREADS, row = i / kChunks, chunk = i % kChunks;
     const bool inside = first + row < n_rows;
     const T* from = src + std::size_t(inside ? first + row : 0) * D + chunk * 8;
     course::copy16_async(tile + chunk_slot<D, L>(row, chunk), from, inside);
@@ -168,18 +184,70 @@ __device__ __forceinline__ void accumulate_pv(float (&o)[RT][D / 8][4], const fl
   // ldmatrix_x4_trans of V feeding two mma_16x8x16 per row tile.
 }
 
+// ---- Rung 6: both products on Hopper's warpgroup mma (sm_90a) -----------------------------
+// The 4 warps of a warpgroup (queries group_row0 .. group_row0 + 63 of the block) multiply
+// together, and the accumulators land in each warp's registers in mma.sync's layout: the
+// masks, the softmax and the store are rung 5's. The tensor cores read Q, K and V from the
+// shared tiles themselves, through descriptors (course/wgmma.cuh): no ldmatrix, no
+// registers for B fragments. In the wgmma layout the atom of rows r0 .. r0 + 7 (r0 a
+// multiple of 8) and columns 64b .. 64b + 63 starts at chunk_slot(r0, 8b); 8 rows on are
+// 16 D bytes on, the next 64 columns 1024 bytes on.
+template <class T, int D>
+__device__ __forceinline__ void score_tile_wgmma(float (&s)[1][kKeyTile / 8][4], const uint4* q_tile,
+                                                 const uint4* k_tile, int group_row0) {
+  constexpr unsigned kRowGroup = 16 * D;
+  course::wgmma_fence();  // s and the registers the softmax wrote are settled
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {  // 16 columns of d: 32 bytes into the atoms' rows
+    const int chunk = 8 * (kk / 4), offset = 32 * (kk % 4);
+    const unsigned q = course::shared_address(q_tile + chunk_slot<D, Layout::wgmma>(group_row0, chunk)) + offset;
+    const unsigned k = course::shared_address(k_tile + chunk_slot<D, Layout::wgmma>(0, chunk)) + offset;
+    course::wgmma_64x64_ss<T>(reinterpret_cast<float(&)[kKeyTile / 2]>(s), course::wgmma_descriptor(q, 16, kRowGroup),
+                              course::wgmma_descriptor(k, 16, kRowGroup), kk > 0);
+  }
+  course::wgmma_commit();
+  course::wgmma_wait<0>();
+}
+
+// O += P V: P's A fragments from registers, as in every rung; V read N-major (its columns
+// are the output's), 16 keys per product.
+template <class T, int D>
+__device__ __forceinline__ void accumulate_pv_wgmma(float (&o)[1][D / 8][4], const float (&p)[1][kKeyTile / 8][4],
+                                                    const uint4* v_tile) {
+  constexpr unsigned kRowGroup = 16 * D, kColumnBlock = 1024;
+  unsigned a[kKeyTile / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < kKeyTile / 16; ++ks) {  // keys 16ks .. 16ks + 15: score blocks 2ks, 2ks + 1
+    a[ks][0] = course::pack2<T>(p[0][2 * ks][0], p[0][2 * ks][1]);
+    a[ks][1] = course::pack2<T>(p[0][2 * ks][2], p[0][2 * ks][3]);
+    a[ks][2] = course::pack2<T>(p[0][2 * ks + 1][0], p[0][2 * ks + 1][1]);
+    a[ks][3] = course::pack2<T>(p[0][2 * ks + 1][2], p[0][2 * ks + 1][3]);
+  }
+  course::wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < kKeyTile / 16; ++ks) {
+    const unsigned v = course::shared_address(v_tile + chunk_slot<D, Layout::wgmma>(16 * ks, 0));
+    course::wgmma_rs<T, D>(reinterpret_cast<float(&)[D / 2]>(o), a[ks],
+                           course::wgmma_descriptor(v, kColumnBlock, kRowGroup));
+  }
+  course::wgmma_commit();
+  course::wgmma_wait<0>();
+}
+
 // ---- The kernel --------------------------------------------------------------------------
 // Grid: x = (batch, head), y = the head's block of queries. Shared memory: the block's
 // queries, then kStages tiles of K, then kStages tiles of V.
 template <class T, int D, Rung R>
-__global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict__ Q, const T* __restrict__ K,
+__global__ void __launch_bounds__(Steps<R>::kThreads, Steps<R>::kMinBlocks) attention_kernel(const T* __restrict__ Q, const T* __restrict__ K,
                                                              const T* __restrict__ V, T* __restrict__ O,
                                                              float* __restrict__ lse, AttentionShape shape,
                                                              float scale_log2, AttentionMask mask) {
   using St = Steps<R>;
   constexpr int RT = St::kRowTiles, kChunks = kRowChunks<D, St::kLayout>;  // per row of a tile
   extern __shared__ uint4 shared[];
-  uint4* q_tile = shared;
+  // Rung 6's atoms must start on 1024 bytes (the swizzle works on address bits): the launch
+  // gives 1 KiB of room to move them there.
+  uint4* q_tile = shared + (St::kWgmma ? (1024 - course::shared_address(shared) % 1024) % 1024 / 16 : 0);
   uint4* k_tiles = q_tile + St::kQueries * kChunks;
   uint4* v_tiles = k_tiles + St::kStages * kKeyTile * kChunks;
 
@@ -225,12 +293,12 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
 
   // Copy groups, oldest first: q; then per tile its keys and its values. A wait_copies<1>
   // lets the newest group still be in flight.
-  load_tile<St::kQueries, D, St::kLayout>(q_tile, q_head, q0, n_q);
+  load_tile<St::kQueries, D, St::kLayout, St::kThreads>(q_tile, q_head, q0, n_q);
   course::commit_copies();
   if (St::kPipelined) {  // the first tile's keys and values, ahead of the walk
-    load_tile<kKeyTile, D, St::kLayout>(k_tiles, k_head, 0, n_k);
+    load_tile<kKeyTile, D, St::kLayout, St::kThreads>(k_tiles, k_head, 0, n_k);
     course::commit_copies();
-    load_tile<kKeyTile, D, St::kLayout>(v_tiles, v_head, 0, n_k);
+    load_tile<kKeyTile, D, St::kLayout, St::kThreads>(v_tiles, v_head, 0, n_k);
     course::commit_copies();
   }
 
@@ -239,12 +307,13 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
     const uint4* k_tile = k_tiles + stage * kKeyTile * kChunks;
     const uint4* v_tile = v_tiles + stage * kKeyTile * kChunks;
     if (!St::kPipelined) {  // this tile's keys and values, waited for below
-      load_tile<kKeyTile, D, St::kLayout>(k_tiles, k_head, k0, n_k);
+      load_tile<kKeyTile, D, St::kLayout, St::kThreads>(k_tiles, k_head, k0, n_k);
       course::commit_copies();
-      load_tile<kKeyTile, D, St::kLayout>(v_tiles, v_head, k0, n_k);
+      load_tile<kKeyTile, D, St::kLayout, St::kThreads>(v_tiles, v_head, k0, n_k);
       course::commit_copies();
     }
     course::wait_copies<1>();  // q and this tile's keys are here (its values may not be)
+    if (St::kWgmma) course::fence_async_shared();  // ... and visible to the tensor cores
     __syncthreads();
     if (St::kPipelined) {
       // TODO(rung 3): start copying the next tile's keys into stage `next` (if there is a
@@ -257,6 +326,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
         course::wait_copies<1>();  // this tile's values are here (the next keys may not be)
       else
         course::wait_copies<0>();
+      if (St::kWgmma) course::fence_async_shared();
       __syncthreads();
       if (St::kPipelined) {
         // TODO(rung 3): start copying the next tile's values into stage `next`, likewise.
@@ -265,12 +335,18 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const T* __restrict
     };
 
     float s[RT][kKeyTile / 8][4];
-    score_tile<T, D, RT, St::kLayout>(s, q_tile, k_tile, warp_row0, lane);
+    if constexpr (St::kWgmma)
+      score_tile_wgmma<T, D>(s, q_tile, k_tile, 64 * (warp / 4));
+    else
+      score_tile<T, D, RT, St::kLayout>(s, q_tile, k_tile, warp_row0, lane);
     if (kValuesFirst) wait_for_values();
     if (!St::kTuned || k0 + kKeyTile > all_see) mask_scores(s, visible, k0, lane);
     softmax_update<D, RT>(s, m, l, o, scale_log2, kVote);
     if (!kValuesFirst) wait_for_values();
-    accumulate_pv<T, D, RT, St::kLayout>(o, s, v_tile, lane);
+    if constexpr (St::kWgmma)
+      accumulate_pv_wgmma<T, D>(o, s, v_tile);
+    else
+      accumulate_pv<T, D, RT, St::kLayout>(o, s, v_tile, lane);
     if (!St::kPipelined) __syncthreads();  // every warp is done with k and v before they are overwritten
   }
   course::wait_copies<0>();  // no copy outlives the block (a walk of 0 tiles still copied q)
@@ -315,11 +391,12 @@ template <class T, int D, Rung R>
 void launch(const T* Q, const T* K, const T* V, T* O, float* lse, const AttentionShape& shape, float scale,
             AttentionMask mask, cudaStream_t stream) {
   using St = Steps<R>;
-  const int shared_bytes = (St::kQueries + 2 * St::kStages * kKeyTile) * kRowChunks<D, St::kLayout> * 16;
+  const int shared_bytes =
+      (St::kQueries + 2 * St::kStages * kKeyTile) * kRowChunks<D, St::kLayout> * 16 + (St::kWgmma ? 1024 : 0);
   const auto kernel = attention_kernel<T, D, R>;
   COURSE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
   const dim3 grid(unsigned(shape.heads_total()), unsigned((shape.n_q + St::kQueries - 1) / St::kQueries));
-  kernel<<<grid, kThreads, shared_bytes, stream>>>(Q, K, V, O, lse, shape, scale * course::kLog2e, mask);
+  kernel<<<grid, St::kThreads, shared_bytes, stream>>>(Q, K, V, O, lse, shape, scale * course::kLog2e, mask);
   COURSE_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -332,6 +409,7 @@ void dispatch_rung(const T* Q, const T* K, const T* V, T* O, float* lse, const A
     case Rung::pipelined: return launch<T, D, Rung::pipelined>(Q, K, V, O, lse, s, scale, mask, stream);
     case Rung::two_tiles: return launch<T, D, Rung::two_tiles>(Q, K, V, O, lse, s, scale, mask, stream);
     case Rung::tuned: return launch<T, D, Rung::tuned>(Q, K, V, O, lse, s, scale, mask, stream);
+    case Rung::wgmma: return launch<T, D, Rung::wgmma>(Q, K, V, O, lse, s, scale, mask, stream);
   }
 }
 
@@ -342,12 +420,16 @@ void run(const T* Q, const T* K, const T* V, T* O, float* lse, const AttentionSh
   if (!supports_head_dim(s.head_dim))
     throw std::invalid_argument("ch07::flash_attention: head_dim " + std::to_string(s.head_dim) +
                                 " is not supported (64 or 128)");
-  if (int(rung) < 1 || int(rung) > 5)
-    throw std::invalid_argument("ch07::flash_attention: no rung " + std::to_string(int(rung)) + " (1 to 5)");
+  if (int(rung) < 1 || int(rung) > 6)
+    throw std::invalid_argument("ch07::flash_attention: no rung " + std::to_string(int(rung)) + " (1 to 6)");
   if ((s.n_q + query_tile(rung) - 1) / query_tile(rung) > 65535)
     throw std::invalid_argument("ch07::flash_attention: n_q " + std::to_string(s.n_q) +
                                 " needs more query blocks than a grid's y dimension holds (65535)");
   course::require_compute_capability(kMinMajor, "ch07::flash_attention", "mma.sync on bf16, ldmatrix, cp.async");
+  if (!rung_available(rung))
+    throw std::runtime_error(
+        "ch07::flash_attention: rung 6 (wgmma) runs on compute capability 9.0 only (H100, H200), from a build "
+        "for it (CMAKE_CUDA_ARCHITECTURES naming 90); this GPU or this build has none");
   if (s.head_dim == 64)
     dispatch_rung<T, 64>(Q, K, V, O, lse, s, scale, mask, rung, stream);
   else
@@ -363,11 +445,26 @@ const char* rung_name(Rung rung) {
     case Rung::pipelined: return "3 pipelined";
     case Rung::two_tiles: return "4 two tiles";
     case Rung::tuned: return "5 tuned";
+    case Rung::wgmma: return "6 wgmma";
   }
   return "?";
 }
 
-int query_tile(Rung rung) { return kWarps * 16 * row_tiles(rung); }
+int query_tile(Rung rung) { return block_warps(rung) * 16 * row_tiles(rung); }
+
+bool rung_available(Rung rung) {
+  if (rung != Rung::wgmma) return true;
+#ifdef COURSE_SM90A  // CMake builds this library for sm_90a (cmake/CourseChapter.cmake, SM90A)
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
+    return false;
+  return major == 9 && minor == 0;
+#else
+  return false;
+#endif
+}
 
 bool supports_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
