@@ -14,8 +14,9 @@
 //   O = softmax(scale * Q K^T, masked) V and lse: chapter 06's walk, with both products
 //   S = Q K^T and O += P V done by mma.sync on 16-bit inputs with fp32 accumulators.
 //
-// Work split (every rung): a block of 4 warps owns a block of queries of one head; each warp
-// owns 16 of them (32 from rung 4 on), as one or two 16-row mma tiles, for the whole walk.
+// Work split (every rung): a block of 4 warps (8 in rung 6) owns a block of queries of one
+// head; each warp owns 16 of them (32 in rungs 4 and 5), as one or two 16-row mma tiles, for
+// the whole walk.
 // The warps share the K and V tiles in shared memory but never each other's rows, so a row's
 // max, sum and output stay in one warp's registers: no reduction across warps (the
 // FlashAttention-2 order). In a 16-row tile, lane 4g + t holds rows g and g + 8 (the mma
