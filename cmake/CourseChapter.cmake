@@ -172,7 +172,12 @@ function(course_chapter dir)
                            TEST_LIST ${stubs}_list)
     _course_label_tests(${stubs} ${num} ${stubs}_list ";stubs" " WILL_FAIL TRUE")
 
-    # Deliberately wrong kernels, which the suite must catch.
+    # Deliberately wrong kernels, which the suite must catch. COURSE_SM90A_BUILD: this
+    # chapter's kernels carry sm_90a code (course_sm90a), so its Hopper-only parts run.
+    set(COURSE_SM90A_BUILD FALSE)
+    if(arg_SM90A AND "${CMAKE_CUDA_ARCHITECTURES}" MATCHES "(^|;)90a?(-real)?(;|$)")
+      set(COURSE_SM90A_BUILD TRUE)
+    endif()
     if(EXISTS ${exercise_dir}/known_bad.cmake)
       set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${exercise_dir}/known_bad.cmake)
       include(${exercise_dir}/known_bad.cmake)
