@@ -12,7 +12,8 @@
 // them that load each fragment a step ahead: score_tile_ahead, accumulate_pv_ahead.)
 //
 //   O = softmax(scale * Q K^T, masked) V and lse: chapter 06's walk, with both products
-//   S = Q K^T and O += P V done by mma.sync on 16-bit inputs with fp32 accumulators.
+//   S = Q K^T and O += P V done by mma.sync on 16-bit inputs with fp32 accumulators (rung 6,
+//   on Hopper: by wgmma, the warpgroup's instruction).
 //
 // Work split (every rung): a block of 4 warps (8 in rung 6) owns a block of queries of one
 // head; each warp owns 16 of them (32 in rungs 4 and 5), as one or two 16-row mma tiles, for

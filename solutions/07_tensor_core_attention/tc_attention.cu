@@ -1,7 +1,8 @@
 // Chapter 07 — flash attention on tensor cores (solutions).
 //
 //   O = softmax(scale * Q K^T, masked) V and lse: chapter 06's walk, with both products
-//   S = Q K^T and O += P V done by mma.sync on 16-bit inputs with fp32 accumulators.
+//   S = Q K^T and O += P V done by mma.sync on 16-bit inputs with fp32 accumulators (rung 6,
+//   on Hopper: by wgmma, the warpgroup's instruction).
 //
 // Work split (every rung): a block of 4 warps (8 in rung 6) owns a block of queries of one
 // head; each warp owns 16 of them (32 in rungs 4 and 5), as one or two 16-row mma tiles, for
