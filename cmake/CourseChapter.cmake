@@ -67,16 +67,21 @@ if(COURSE_TRACK STREQUAL "exercises")
 endif()
 
 # Arch-specific features (wgmma, sm_90a) run only on compute capability 9.0 and need code
-# built for "90a", which newer GPUs cannot run. So where the build names 90 (the H100, H200),
-# the kernels of `target` get sm_90a machine code instead of sm_90's, plus sm_90's PTX for
-# newer GPUs to compile, and COURSE_SM90A is defined: the chapter then offers what needs it.
+# built for "90a", which newer GPUs cannot run. A build that names 90 (90, 90-real or 90a;
+# not 90-virtual alone: the H100, H200) gives the kernels of chapters marked SM90A sm_90a
+# machine code instead of sm_90's, plus sm_90's PTX for newer GPUs to compile, and defines
+# COURSE_SM90A in them: the chapter then offers what needs it.
+if("${CMAKE_CUDA_ARCHITECTURES}" MATCHES "(^|;)90a?(-real)?(;|$)")
+  set(COURSE_BUILDS_SM90 TRUE)
+else()
+  set(COURSE_BUILDS_SM90 FALSE)
+endif()
+
 function(course_sm90a target)
   set(archs "")
-  set(found FALSE)
   foreach(arch IN LISTS CMAKE_CUDA_ARCHITECTURES)
     if(arch MATCHES "^90a?(-real)?$")
       list(APPEND archs 90a-real)
-      set(found TRUE)
       if(NOT arch MATCHES "-real$")
         list(APPEND archs 90-virtual)
       endif()
@@ -84,15 +89,18 @@ function(course_sm90a target)
       list(APPEND archs ${arch})
     endif()
   endforeach()
-  if(found)
-    set_property(TARGET ${target} PROPERTY CUDA_ARCHITECTURES ${archs})
-    target_compile_definitions(${target} PRIVATE COURSE_SM90A)
-  endif()
+  set_property(TARGET ${target} PROPERTY CUDA_ARCHITECTURES ${archs})
+  target_compile_definitions(${target} PRIVATE COURSE_SM90A)
 endfunction()
 
 function(course_chapter dir)
   cmake_parse_arguments(PARSE_ARGV 1 arg "SM90A" "" "KERNELS;TESTS;USES")
   string(SUBSTRING "${dir}" 0 2 num)
+  # This chapter's kernels carry sm_90a code (also read by its known_bad.cmake).
+  set(COURSE_SM90A_BUILD FALSE)
+  if(arg_SM90A AND COURSE_BUILDS_SM90)
+    set(COURSE_SM90A_BUILD TRUE)
+  endif()
   if(TARGET progress)
     set_property(TARGET progress APPEND PROPERTY COURSE_CHAPTERS ${dir})
   endif()
@@ -121,7 +129,7 @@ function(course_chapter dir)
       target_link_libraries(${lib} PUBLIC ch${used_num}_${COURSE_TRACK})
     endforeach()
     course_warnings(${lib})
-    if(arg_SM90A)
+    if(COURSE_SM90A_BUILD)
       course_sm90a(${lib})
     endif()
     if(track STREQUAL "exercises")
@@ -172,12 +180,7 @@ function(course_chapter dir)
                            TEST_LIST ${stubs}_list)
     _course_label_tests(${stubs} ${num} ${stubs}_list ";stubs" " WILL_FAIL TRUE")
 
-    # Deliberately wrong kernels, which the suite must catch. COURSE_SM90A_BUILD: this
-    # chapter's kernels carry sm_90a code (course_sm90a), so its Hopper-only parts run.
-    set(COURSE_SM90A_BUILD FALSE)
-    if(arg_SM90A AND "${CMAKE_CUDA_ARCHITECTURES}" MATCHES "(^|;)90a?(-real)?(;|$)")
-      set(COURSE_SM90A_BUILD TRUE)
-    endif()
+    # Deliberately wrong kernels, which the suite must catch.
     if(EXISTS ${exercise_dir}/known_bad.cmake)
       set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${exercise_dir}/known_bad.cmake)
       include(${exercise_dir}/known_bad.cmake)
@@ -254,7 +257,7 @@ function(course_known_bad name)
     target_link_libraries(${lib} PUBLIC ch${used_num}_solutions)
   endforeach()
   target_compile_options(${lib} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-w>)  # a mutant may leave names unused
-  if(arg_SM90A)
+  if(COURSE_SM90A_BUILD)
     course_sm90a(${lib})
   endif()
   set(exe test_ch${num}_bad_${name})
