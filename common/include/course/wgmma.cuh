@@ -12,9 +12,10 @@
 // Tiles here use the 128-byte swizzle: an "atom" is 8 rows of 128 bytes (64 16-bit values),
 // 1024 bytes aligned to 1024, and 16-byte chunk c of row r of an atom is stored at chunk
 // c ^ r. K-major operands (Q and K: the sum runs along the row) step 16 values = 32 bytes
-// along the row; rows 8 apart are `row_group` bytes apart. N-major operands (V, whose sum
-// runs down the columns, the `trans` flag) have atoms of 8 keys x 64 columns, next 64
-// columns `column_block` bytes away and next 8 keys `row_group` bytes away.
+// along the row; rows 8 apart are `stride_bytes` apart (`leading_bytes` is unused: 16).
+// N-major operands (V, whose sum runs down the columns: the `trans` flag) have atoms of 8
+// keys x 64 columns, the next 64 columns `leading_bytes` away and the next 8 keys
+// `stride_bytes` away.
 //
 // The calls are asynchronous: wgmma_fence() before the first (registers written since are
 // then seen), the products, wgmma_commit(), then wgmma_wait<0>() before reading D. Shared
