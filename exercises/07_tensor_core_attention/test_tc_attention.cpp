@@ -35,6 +35,7 @@ course::Tolerance output_tolerance<__nv_bfloat16>() { return course::tolerance::
 
 template <class T>
 bool check_rung(const AttentionCase& c, Rung rung) {
+  if (!ch07::rung_available(rung)) return true;  // rung 6 off Hopper: nothing to check here
   const auto run = [rung](const T* Q, const T* K, const T* V, T* O, float* lse, const AttentionShape& s, float scale,
                           course::AttentionMask mask, cudaStream_t stream) {
     ch07::flash_attention(Q, K, V, O, lse, s, scale, mask, rung, stream);
@@ -54,7 +55,7 @@ bool check_shape(course::Rng& rng, const AttentionShape& shape, std::initializer
     for (bool padded : {false, true}) {
       const AttentionCase c = course::testing::make_attention_case(rng, "tc", shape, causal, padded);
       for (Rung rung : rungs)
-        if (ch07::rung_available(rung) && !(causal == padded ? check_rung<__half>(c, rung) : check_rung<__nv_bfloat16>(c, rung))) return false;
+        if (!(causal == padded ? check_rung<__half>(c, rung) : check_rung<__nv_bfloat16>(c, rung))) return false;
     }
   return true;
 }
@@ -106,10 +107,8 @@ TEST_CASE("gpu: every rung: rows much longer than a tile, 1000 and 4096 keys (lo
   // 4096 keys: the float64 reference takes seconds, so rung 1 and the two fastest only.
   const AttentionCase c = course::testing::make_attention_case(rng, "long", {1, 2, 4096, 4096, 64}, true, false);
   const AttentionCase d = course::testing::make_attention_case(rng, "long", {1, 1, 4096, 4096, 128}, false, false);
-  for (Rung rung : {Rung::mma, Rung::tuned, Rung::wgmma}) {
-    if (!ch07::rung_available(rung)) continue;
+  for (Rung rung : {Rung::mma, Rung::tuned, Rung::wgmma})
     if (!check_rung<__nv_bfloat16>(c, rung) || !check_rung<__half>(d, rung)) return;
-  }
 }
 
 TEST_CASE("cpu (given): flash_attention rejects what it does not support") {

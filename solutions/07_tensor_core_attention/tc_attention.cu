@@ -379,12 +379,7 @@ __device__ __forceinline__ void accumulate_pv_wgmma(float (&o)[1][D / 8][4], con
   constexpr unsigned kRowGroup = 16 * D, kColumnBlock = 1024;
   unsigned a[kKeyTile / 16][4];
 #pragma unroll
-  for (int ks = 0; ks < kKeyTile / 16; ++ks) {  // keys 16ks .. 16ks + 15: score blocks 2ks, 2ks + 1
-    a[ks][0] = course::pack2<T>(p[0][2 * ks][0], p[0][2 * ks][1]);
-    a[ks][1] = course::pack2<T>(p[0][2 * ks][2], p[0][2 * ks][3]);
-    a[ks][2] = course::pack2<T>(p[0][2 * ks + 1][0], p[0][2 * ks + 1][1]);
-    a[ks][3] = course::pack2<T>(p[0][2 * ks + 1][2], p[0][2 * ks + 1][3]);
-  }
+  for (int ks = 0; ks < kKeyTile / 16; ++ks) p_fragment<T>(a[ks], p[0], ks);
   course::wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < kKeyTile / 16; ++ks) {
