@@ -4,7 +4,8 @@
 # the chapter tour; full logs in $OUT (default ./gpu-logs), a summary last.
 #
 #   tools/gpu-check.sh [LABEL_REGEX]      e.g. tools/gpu-check.sh '01|02'  (default: all)
-#   CUDA_ARCH=90 SKIP_SANITIZE=1 SKIP_TOUR=1 ... to narrow it down
+#   CUDA_ARCH=90 SKIP_SANITIZE=1 SKIP_TOUR=1 ... to narrow it down (the tour, unnarrowed, ends
+#   with tools/access_patterns)
 set -uo pipefail
 out=${OUT:-gpu-logs}
 mkdir -p "$out"
@@ -54,6 +55,12 @@ if [ -z "${SKIP_TOUR:-}" ]; then
     rc=$?
     note "$name: exit $rc ($((SECONDS - t0)) s)"
   done
+  # The ceilings of the access patterns the chapters quote (tools/PERF-NOTES.md).
+  if [ "$labels" = . ]; then
+    t0=$SECONDS
+    "$build"/bin/access_patterns > "$out/access_patterns.log" 2>&1
+    note "access_patterns: exit $? ($((SECONDS - t0)) s)"
+  fi
 fi
 
 echo
@@ -63,3 +70,4 @@ for exe in "$build"/bin/ch[0-9]*; do
   name=$(basename "$exe")
   [ -f "$out/$name.log" ] && { echo; echo "--- $name"; sed -n '/^kernel/,$p' "$out/$name.log"; }
 done
+[ -f "$out/access_patterns.log" ] && { echo; echo "--- access_patterns"; sed -n '/^chapter/,$p' "$out/access_patterns.log"; }
