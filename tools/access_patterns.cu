@@ -12,8 +12,9 @@
 //
 //   ch03  rows of 262144 values: a cluster per row (chapter 03's cluster kernel: 512-thread
 //         blocks, 8 vectors a thread in registers and 8 staged with cp.async, two blocks
-//         per SM, the blocks' cluster barrier between the loads and the stores); and the
-//         same blocks with no barrier, each on its own
+//         per SM, the blocks' cluster barrier between the loads and the stores); the same
+//         blocks with no barrier, each on its own; and a design the chapter does not use,
+//         persistent clusters with two rows in flight
 //   ch04  [43 * 12, 512, 512] causal (a half-warp per row, chapter 04's shape for rows a
 //         mask shortens; and a warp per row); [171 * 12, 1, 65536] decoding rows with and
 //         without padding (chapter 04's staged block, and a 1024-thread block that holds
@@ -35,6 +36,7 @@
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -89,6 +91,59 @@ __global__ void __launch_bounds__(kClusterThreads, 2)
   for (int i = 0; i < kHeld; ++i) y[vector(2 * i + 1)] = held[i];
   for (int s = 0; s < kHeld; ++s) y[vector(2 * s)] = staged[s * kClusterThreads + threadIdx.x];
   if constexpr (kBarrier) course::cluster_release(cluster_size);
+}
+
+// A design chapter 03 does not use: persistent clusters of 1024-thread blocks (one per SM),
+// two rows in flight. A block holds its share of one row in registers (8 vectors a thread)
+// and of the next in shared memory (cp.async); while the cluster waits for one row's
+// slowest block, the other row's bytes are on their way.
+constexpr int kPipelinedThreads = 1024;
+constexpr int kPipelinedBytes = kHeld * kPipelinedThreads * 16;
+
+__global__ void __launch_bounds__(kPipelinedThreads, 1)
+    cluster_rows_pipelined(const uint4* __restrict__ x, uint4* __restrict__ y, int rows, int row_vectors,
+                           int cluster_size) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  extern __shared__ uint4 staged[];
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = int(cluster.block_rank());
+  const int clusters = gridDim.x / cluster_size, first_row = blockIdx.x / cluster_size;
+  auto vector = [&](int row, int i) {
+    return std::size_t(row) * row_vectors + std::size_t(rank) * kHeld * kPipelinedThreads + i * kPipelinedThreads +
+           threadIdx.x;
+  };
+  uint4 held[kHeld];
+#pragma unroll
+  for (int i = 0; i < kHeld; ++i) held[i] = first_row < rows ? x[vector(first_row, i)] : uint4{};
+  for (int row = first_row; row < rows; row += 2 * clusters) {
+    const int next = row + clusters;
+    unsigned bits = 0;
+#pragma unroll
+    for (int i = 0; i < kHeld; ++i) bits ^= fold(held[i]);
+    const bool odd = __syncthreads_or(bits == kNever);  // the block's state of `row`
+    cluster.barrier_arrive();                            // ... shared with the cluster
+    if (next < rows)
+      for (int i = 0; i < kHeld; ++i) course::copy16_async(&staged[i * kPipelinedThreads + threadIdx.x], x + vector(next, i), true);
+    course::commit_copies();
+    cluster.barrier_wait();  // every block's state of `row` is in
+#pragma unroll
+    for (int i = 0; i < kHeld; ++i) y[vector(row, i)] = held[i];
+    if (odd && threadIdx.x == 0) y[vector(row, 0)] = uint4{};
+    if (next >= rows) break;
+    course::wait_copies<0>();
+    bits = 0;
+    for (int i = 0; i < kHeld; ++i) bits ^= fold(staged[i * kPipelinedThreads + threadIdx.x]);
+    const bool odd_next = __syncthreads_or(bits == kNever);
+    cluster.barrier_arrive();
+    const int after = next + clusters;
+#pragma unroll
+    for (int i = 0; i < kHeld; ++i) held[i] = after < rows ? x[vector(after, i)] : uint4{};
+    cluster.barrier_wait();
+    for (int i = 0; i < kHeld; ++i) y[vector(next, i)] = staged[i * kPipelinedThreads + threadIdx.x];
+    if (odd_next && threadIdx.x == 0) y[vector(next, 0)] = uint4{};
+  }
+#endif
 }
 
 // ---- Chapter 04: rows with a visible prefix ------------------------------------------------
@@ -234,6 +289,30 @@ void chapter03(Report& report) {
     course::fill_logits(reinterpret_cast<float*>(x.data()), x.size() * 4, 3, 1.0f);
     const std::string shape = "[" + std::to_string(rows) + ", " + std::to_string(cols) + "] " +
                               (bytes_per_value == 4 ? "fp32" : "16-bit");
+    {
+      const int cluster8 = row_vectors / (kHeld * kPipelinedThreads);
+      COURSE_CUDA_CHECK(cudaFuncSetAttribute(cluster_rows_pipelined, cudaFuncAttributeMaxDynamicSharedMemorySize, kPipelinedBytes));
+      COURSE_CUDA_CHECK(cudaFuncSetAttribute(cluster_rows_pipelined, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+      cudaLaunchAttribute dims{};
+      dims.id = cudaLaunchAttributeClusterDimension;
+      dims.val.clusterDim.x = unsigned(cluster8), dims.val.clusterDim.y = 1, dims.val.clusterDim.z = 1;
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(unsigned(cluster8)), config.blockDim = dim3(kPipelinedThreads);
+      config.dynamicSmemBytes = kPipelinedBytes, config.attrs = &dims, config.numAttrs = 1;
+      int active = 0;
+      if (cudaOccupancyMaxActiveClusters(&active, cluster_rows_pipelined, &config) == cudaSuccess && active > 0) {
+        const int clusters = std::min(active, rows);
+        report.time("03", "persistent clusters of " + std::to_string(cluster8) + " x 1024 threads, 2 rows in flight (" +
+                              std::to_string(clusters) + " clusters)",
+                    shape, 2.0 * x.bytes(), [&](cudaStream_t s) {
+                      course::launch_clustered(cluster_rows_pipelined, unsigned(clusters * cluster8), cluster8,
+                                               kPipelinedThreads, kPipelinedBytes, s, x.data(), y.data(), rows,
+                                               row_vectors, cluster8);
+                    });
+      } else {
+        cudaGetLastError();
+      }
+    }
     for (bool barrier : {true, false}) {
       auto kernel = barrier ? cluster_rows<true> : cluster_rows<false>;
       report.time("03", std::string("cluster of ") + std::to_string(cluster) + (barrier ? ", barrier" : ", no barrier"),
