@@ -20,7 +20,8 @@
 //         without padding (chapter 04's staged block, and a 1024-thread block that holds
 //         the whole row in registers)
 //   ch08  reading a KV cache's bytes once (8 loads in flight a thread), at the sizes of
-//         chapter 08's table; and an empty kernel, the cost of a launch between two events
+//         chapter 08's table; the split kernel's walk over its tiles without the products;
+//         and an empty kernel, the cost of a launch between two events
 //
 // Run: build/solutions/bin/access_patterns  (tools/PERF-NOTES.md keeps what it measured)
 #include "course/async_copy.cuh"
@@ -258,6 +259,62 @@ __global__ void read_once(const uint4* __restrict__ p, std::size_t n, unsigned* 
   if (fold == 0x9E3779B9u) sink[blockIdx.x] = fold;
 }
 
+// Chapter 08's split kernel without its products: a block of 4 warps per (sequence, kv head),
+// warp w walking tiles w, w + 4, ... of 32 positions (K and V rows of 256 bytes, fp16 at
+// d = 128), the next tile's keys copied while this tile's values land (cp.async, the warp's
+// own shared memory, 2 key stages and 1 value buffer: 2 blocks per SM), each landed tile read
+// back from shared memory by the warp; at the end the warps' 4 x 128 floats meet through
+// shared memory and the block writes them.
+constexpr int kDecodeWarps = 4, kTileRows = 32, kRowBytes = 256, kStride = kRowBytes + 16;
+struct DecodeWarpTiles {
+  unsigned char k[2][kTileRows][kStride];
+  unsigned char v[kTileRows][kStride];
+};
+constexpr int kDecodeShared = kDecodeWarps * int(sizeof(DecodeWarpTiles));
+
+__device__ __forceinline__ void fetch_tile(unsigned char (*rows)[kStride], const unsigned char* cache, int first,
+                                           int lane) {
+  for (int i = lane; i < kTileRows * kRowBytes / 16; i += 32)
+    course::copy16_async(&rows[i / 16][16 * (i % 16)], cache + std::size_t(first + i / 16) * kRowBytes + 16 * (i % 16), true);
+  course::commit_copies();
+}
+
+__global__ void __launch_bounds__(32 * kDecodeWarps) decode_walk(const unsigned char* __restrict__ K,
+                                                                 const unsigned char* __restrict__ V, int positions,
+                                                                 float* __restrict__ out) {
+  extern __shared__ DecodeWarpTiles tiles[];
+  __shared__ float merged[kDecodeWarps][128];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const std::size_t head = blockIdx.x;
+  const unsigned char* k = K + head * positions * kRowBytes;
+  const unsigned char* v = V + head * positions * kRowBytes;
+  DecodeWarpTiles& mine = tiles[warp];
+  const int n_tiles = positions / kTileRows;
+  unsigned bits = 0;
+  if (warp < n_tiles) fetch_tile(mine.k[0], k, warp * kTileRows, lane); else course::commit_copies();
+  if (warp < n_tiles) fetch_tile(mine.v, v, warp * kTileRows, lane); else course::commit_copies();
+  for (int tile = warp, stage = 0; tile < n_tiles; tile += kDecodeWarps, stage ^= 1) {
+    if (tile + kDecodeWarps < n_tiles) fetch_tile(mine.k[stage ^ 1], k, (tile + kDecodeWarps) * kTileRows, lane);
+    else course::commit_copies();
+    course::wait_copies<2>();
+    __syncwarp();
+    for (int i = lane; i < kTileRows * kRowBytes / 16; i += 32)
+      bits ^= fold(*reinterpret_cast<const uint4*>(&mine.k[stage][i / 16][16 * (i % 16)]));
+    course::wait_copies<1>();
+    __syncwarp();
+    for (int i = lane; i < kTileRows * kRowBytes / 16; i += 32)
+      bits ^= fold(*reinterpret_cast<const uint4*>(&mine.v[i / 16][16 * (i % 16)]));
+    __syncwarp();
+    if (tile + kDecodeWarps < n_tiles) fetch_tile(mine.v, v, (tile + kDecodeWarps) * kTileRows, lane);
+    else course::commit_copies();
+  }
+  course::wait_copies<0>();
+  for (int c = lane; c < 128; c += 32) merged[warp][c] = float(bits & 0xFF);
+  __syncthreads();
+  for (int c = threadIdx.x; c < 128; c += blockDim.x)
+    out[head * 128 + c] = merged[0][c] + merged[1][c] + merged[2][c] + merged[3][c];
+}
+
 __global__ void empty_kernel() {}
 
 // ---- Host ----------------------------------------------------------------------------------
@@ -380,6 +437,18 @@ void chapter08(Report& report, const cudaDeviceProp& prop) {
     report.time("08", "read once", c.shape, double(c.bytes), [&](cudaStream_t s) {
       read_once<<<prop.multiProcessorCount * 4, 256, 0, s>>>(cache.data(), c.bytes / 16, sink.data());
     });
+  // The split kernel's walk, one block per (sequence, kv head) as at batch 64 (one split).
+  COURSE_CUDA_CHECK(cudaFuncSetAttribute(decode_walk, cudaFuncAttributeMaxDynamicSharedMemorySize, kDecodeShared));
+  DeviceBuffer<float> out(std::size_t(64 * 8) * 128);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(cache.data());
+  for (int positions : {1024, 4096}) {
+    const int heads = 64 * 8;  // batch 64 x 8 kv heads
+    const std::size_t half = std::size_t(heads) * positions * kRowBytes;
+    report.time("08", "the split kernel's walk, no products", "batch 64 x " + std::to_string(positions / 1024) + "k fp16",
+                2.0 * half, [&](cudaStream_t s) {
+                  decode_walk<<<heads, 32 * kDecodeWarps, kDecodeShared, s>>>(bytes, bytes + half, positions, out.data());
+                });
+  }
 }
 
 }  // namespace
