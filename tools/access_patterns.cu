@@ -70,7 +70,8 @@ __global__ void __launch_bounds__(kClusterThreads, 2)
   const int rank = blockIdx.x % cluster_size;
   const std::size_t first = row * row_vectors + std::size_t(rank) * 2 * kHeld * kClusterThreads + threadIdx.x;
   auto vector = [&](int i) { return first + std::size_t(i) * kClusterThreads; };
-  for (int s = 0; s < kHeld; ++s) course::copy16_async(&staged[s * kClusterThreads + threadIdx.x], x + vector(2 * s), true);
+  for (int s = 0; s < kHeld; ++s)
+    course::copy16_async(&staged[s * kClusterThreads + threadIdx.x], x + vector(2 * s), true);
   course::commit_copies();
   course::wait_copies<0>();
   uint4 held[kHeld];
@@ -122,27 +123,28 @@ __global__ void __launch_bounds__(kPipelinedThreads, 1)
     unsigned bits = 0;
 #pragma unroll
     for (int i = 0; i < kHeld; ++i) bits ^= fold(held[i]);
-    const bool odd = __syncthreads_or(bits == kNever);  // the block's state of `row`
+    const bool vote = __syncthreads_or(bits == kNever);  // the block's state of `row`
     cluster.barrier_arrive();                            // ... shared with the cluster
     if (next < rows)
-      for (int i = 0; i < kHeld; ++i) course::copy16_async(&staged[i * kPipelinedThreads + threadIdx.x], x + vector(next, i), true);
+      for (int i = 0; i < kHeld; ++i)
+        course::copy16_async(&staged[i * kPipelinedThreads + threadIdx.x], x + vector(next, i), true);
     course::commit_copies();
     cluster.barrier_wait();  // every block's state of `row` is in
 #pragma unroll
     for (int i = 0; i < kHeld; ++i) y[vector(row, i)] = held[i];
-    if (odd && threadIdx.x == 0) y[vector(row, 0)] = uint4{};
+    if (vote && threadIdx.x == 0) y[vector(row, 0)] = uint4{};  // never: keeps the vote in the program
     if (next >= rows) break;
     course::wait_copies<0>();
     bits = 0;
     for (int i = 0; i < kHeld; ++i) bits ^= fold(staged[i * kPipelinedThreads + threadIdx.x]);
-    const bool odd_next = __syncthreads_or(bits == kNever);
+    const bool vote_next = __syncthreads_or(bits == kNever);
     cluster.barrier_arrive();
     const int after = next + clusters;
 #pragma unroll
     for (int i = 0; i < kHeld; ++i) held[i] = after < rows ? x[vector(after, i)] : uint4{};
     cluster.barrier_wait();
     for (int i = 0; i < kHeld; ++i) y[vector(next, i)] = staged[i * kPipelinedThreads + threadIdx.x];
-    if (odd_next && threadIdx.x == 0) y[vector(next, 0)] = uint4{};
+    if (vote_next && threadIdx.x == 0) y[vector(next, 0)] = uint4{};
   }
 #endif
 }
@@ -152,8 +154,8 @@ __global__ void __launch_bounds__(kPipelinedThreads, 1)
 // A row's visible prefix: n_k, or its batch's key length (padding), or query + 1 (causal
 // with n_q = n_k).
 struct Prefix {
-  int n_q;                   // queries per head (causal); 0: no causal mask
-  const int* lengths;        // per batch, or nullptr
+  int n_q;             // queries per head (causal); 0: no causal mask
+  const int* lengths;  // per batch, or nullptr
   int rows_per_batch;
   __device__ int end(int row, int n_k) const {
     if (lengths != nullptr) return lengths[row / rows_per_batch];
@@ -175,9 +177,10 @@ __device__ __forceinline__ uint4 load_prefix(const __half* row, int col, int end
 template <int kLanes, int N>
 __global__ void lane_rows(const __half* __restrict__ x, __half* __restrict__ y, int rows, int n_k, Prefix prefix) {
   const int lane = threadIdx.x % kLanes;
-  const int row = (blockIdx.x * blockDim.x + threadIdx.x) / kLanes;
-  if (row >= rows) return;
-  const int end = prefix.end(row, n_k);
+  const int my_row = (blockIdx.x * blockDim.x + threadIdx.x) / kLanes;
+  const bool mine = my_row < rows;  // else: lanes past the last row, which still take part in the vote
+  const int row = mine ? my_row : rows - 1;
+  const int end = mine ? prefix.end(row, n_k) : 0;  // an empty prefix: nothing read
   const __half* x_row = x + std::size_t(row) * n_k;
   __half* y_row = y + std::size_t(row) * n_k;
   uint4 v[N];
@@ -187,17 +190,19 @@ __global__ void lane_rows(const __half* __restrict__ x, __half* __restrict__ y, 
     v[i] = load_prefix(x_row, 8 * (lane + kLanes * i), end);
     bits ^= fold(v[i]);
   }
-  if (__any_sync(~0u, bits == kNever)) y_row[0] = __float2half(1.0f);  // the warp's shuffles: after its loads
+  // The warp's shuffles of the row's state, after every load. Never true: the store only keeps
+  // the vote, and so the wait for the loads, in the program.
+  if (__any_sync(~0u, bits == kNever) && mine) y_row[0] = __float2half(1.0f);
 #pragma unroll
   for (int i = 0; i < N; ++i)
-    if (8 * (lane + kLanes * i) < n_k) *reinterpret_cast<uint4*>(y_row + 8 * (lane + kLanes * i)) = v[i];
+    if (mine && 8 * (lane + kLanes * i) < n_k) *reinterpret_cast<uint4*>(y_row + 8 * (lane + kLanes * i)) = v[i];
 }
 
 // A block per 65536-key row: 1024 threads x 8 vectors in registers (chapter 04's block
 // kernel), or 512 threads x (8 staged + 8 in registers), two blocks per SM (its staged
 // kernel: even vectors staged and waited for first, odd ones in registers).
-__global__ void __launch_bounds__(1024, 1) register_row(const __half* __restrict__ x, __half* __restrict__ y, int n_k,
-                                                        Prefix prefix) {
+__global__ void __launch_bounds__(1024, 1)
+    register_row(const __half* __restrict__ x, __half* __restrict__ y, int n_k, Prefix prefix) {
   const int end = prefix.end(blockIdx.x, n_k);
   const __half* x_row = x + std::size_t(blockIdx.x) * n_k;
   __half* y_row = y + std::size_t(blockIdx.x) * n_k;
@@ -213,8 +218,8 @@ __global__ void __launch_bounds__(1024, 1) register_row(const __half* __restrict
   for (int i = 0; i < 8; ++i) *reinterpret_cast<uint4*>(y_row + 8 * (threadIdx.x + 1024 * i)) = v[i];
 }
 
-__global__ void __launch_bounds__(kClusterThreads, 2) staged_row(const __half* __restrict__ x, __half* __restrict__ y,
-                                                                 int n_k, Prefix prefix) {
+__global__ void __launch_bounds__(kClusterThreads, 2)
+    staged_row(const __half* __restrict__ x, __half* __restrict__ y, int n_k, Prefix prefix) {
   extern __shared__ uint4 staged[];
   const int end = prefix.end(blockIdx.x, n_k);
   const __half* x_row = x + std::size_t(blockIdx.x) * n_k;
@@ -239,7 +244,8 @@ __global__ void __launch_bounds__(kClusterThreads, 2) staged_row(const __half* _
   if (__syncthreads_or(bits == kNever) && threadIdx.x == 0) y_row[0] = __float2half(1.0f);  // the block's reduction
 #pragma unroll
   for (int i = 0; i < kHeld; ++i) *reinterpret_cast<uint4*>(y_row + col(2 * i + 1)) = v[i];
-  for (int s = 0; s < kHeld; ++s) *reinterpret_cast<uint4*>(y_row + col(2 * s)) = staged[s * kClusterThreads + threadIdx.x];
+  for (int s = 0; s < kHeld; ++s)
+    *reinterpret_cast<uint4*>(y_row + col(2 * s)) = staged[s * kClusterThreads + threadIdx.x];
 }
 
 // ---- Chapter 08: reading the cache ---------------------------------------------------------
@@ -272,16 +278,29 @@ struct DecodeWarpTiles {
 };
 constexpr int kDecodeShared = kDecodeWarps * int(sizeof(DecodeWarpTiles));
 
+// Copies rows [first, first + 32) of a cache into `rows` (when `any`), and closes the group
+// either way, so that every warp has the same count of groups in flight.
 __device__ __forceinline__ void fetch_tile(unsigned char (*rows)[kStride], const unsigned char* cache, int first,
-                                           int lane) {
-  for (int i = lane; i < kTileRows * kRowBytes / 16; i += 32)
-    course::copy16_async(&rows[i / 16][16 * (i % 16)], cache + std::size_t(first + i / 16) * kRowBytes + 16 * (i % 16), true);
+                                           bool any, int lane) {
+  if (any)
+    for (int i = lane; i < kTileRows * kRowBytes / 16; i += 32) {
+      const int row = i / 16, chunk = i % 16;
+      course::copy16_async(&rows[row][16 * chunk], cache + std::size_t(first + row) * kRowBytes + 16 * chunk, true);
+    }
   course::commit_copies();
 }
 
-__global__ void __launch_bounds__(32 * kDecodeWarps) decode_walk(const unsigned char* __restrict__ K,
-                                                                 const unsigned char* __restrict__ V, int positions,
-                                                                 float* __restrict__ out) {
+// Folds the warp's share of a landed tile, read back from shared memory.
+__device__ __forceinline__ unsigned fold_tile(const unsigned char (*rows)[kStride], int lane) {
+  unsigned bits = 0;
+  for (int i = lane; i < kTileRows * kRowBytes / 16; i += 32)
+    bits ^= fold(*reinterpret_cast<const uint4*>(&rows[i / 16][16 * (i % 16)]));
+  return bits;
+}
+
+__global__ void __launch_bounds__(32 * kDecodeWarps)
+    decode_walk(const unsigned char* __restrict__ K, const unsigned char* __restrict__ V, int positions,
+                float* __restrict__ out) {
   extern __shared__ DecodeWarpTiles tiles[];
   __shared__ float merged[kDecodeWarps][128];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -291,22 +310,19 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_walk(const unsigned 
   DecodeWarpTiles& mine = tiles[warp];
   const int n_tiles = positions / kTileRows;
   unsigned bits = 0;
-  if (warp < n_tiles) fetch_tile(mine.k[0], k, warp * kTileRows, lane); else course::commit_copies();
-  if (warp < n_tiles) fetch_tile(mine.v, v, warp * kTileRows, lane); else course::commit_copies();
+  fetch_tile(mine.k[0], k, warp * kTileRows, warp < n_tiles, lane);
+  fetch_tile(mine.v, v, warp * kTileRows, warp < n_tiles, lane);
   for (int tile = warp, stage = 0; tile < n_tiles; tile += kDecodeWarps, stage ^= 1) {
-    if (tile + kDecodeWarps < n_tiles) fetch_tile(mine.k[stage ^ 1], k, (tile + kDecodeWarps) * kTileRows, lane);
-    else course::commit_copies();
-    course::wait_copies<2>();
+    const int next = tile + kDecodeWarps;
+    fetch_tile(mine.k[stage ^ 1], k, next * kTileRows, next < n_tiles, lane);
+    course::wait_copies<2>();  // this tile's keys
     __syncwarp();
-    for (int i = lane; i < kTileRows * kRowBytes / 16; i += 32)
-      bits ^= fold(*reinterpret_cast<const uint4*>(&mine.k[stage][i / 16][16 * (i % 16)]));
-    course::wait_copies<1>();
+    bits ^= fold_tile(mine.k[stage], lane);
+    course::wait_copies<1>();  // this tile's values
     __syncwarp();
-    for (int i = lane; i < kTileRows * kRowBytes / 16; i += 32)
-      bits ^= fold(*reinterpret_cast<const uint4*>(&mine.v[i / 16][16 * (i % 16)]));
+    bits ^= fold_tile(mine.v, lane);
     __syncwarp();
-    if (tile + kDecodeWarps < n_tiles) fetch_tile(mine.v, v, (tile + kDecodeWarps) * kTileRows, lane);
-    else course::commit_copies();
+    fetch_tile(mine.v, v, next * kTileRows, next < n_tiles, lane);
   }
   course::wait_copies<0>();
   for (int c = lane; c < 128; c += 32) merged[warp][c] = float(bits & 0xFF);
@@ -344,12 +360,12 @@ void chapter03(Report& report) {
     }
     DeviceBuffer<uint4> x(std::size_t(rows) * row_vectors), y(x.size());
     course::fill_logits(reinterpret_cast<float*>(x.data()), x.size() * 4, 3, 1.0f);
-    const std::string shape = "[" + std::to_string(rows) + ", " + std::to_string(cols) + "] " +
-                              (bytes_per_value == 4 ? "fp32" : "16-bit");
+    const std::string shape =
+        "[" + std::to_string(rows) + ", " + std::to_string(cols) + "] " + (bytes_per_value == 4 ? "fp32" : "16-bit");
     {
       const int cluster8 = row_vectors / (kHeld * kPipelinedThreads);
-      COURSE_CUDA_CHECK(cudaFuncSetAttribute(cluster_rows_pipelined, cudaFuncAttributeMaxDynamicSharedMemorySize, kPipelinedBytes));
-      COURSE_CUDA_CHECK(cudaFuncSetAttribute(cluster_rows_pipelined, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+      COURSE_CUDA_CHECK(
+          cudaFuncSetAttribute(cluster_rows_pipelined, cudaFuncAttributeMaxDynamicSharedMemorySize, kPipelinedBytes));
       cudaLaunchAttribute dims{};
       dims.id = cudaLaunchAttributeClusterDimension;
       dims.val.clusterDim.x = unsigned(cluster8), dims.val.clusterDim.y = 1, dims.val.clusterDim.z = 1;
@@ -359,8 +375,9 @@ void chapter03(Report& report) {
       int active = 0;
       if (cudaOccupancyMaxActiveClusters(&active, cluster_rows_pipelined, &config) == cudaSuccess && active > 0) {
         const int clusters = std::min(active, rows);
-        report.time("03", "persistent clusters of " + std::to_string(cluster8) + " x 1024 threads, 2 rows in flight (" +
-                              std::to_string(clusters) + " clusters)",
+        report.time("03",
+                    "persistent clusters of " + std::to_string(cluster8) + " x 1024 threads, 2 rows in flight (" +
+                        std::to_string(clusters) + " clusters)",
                     shape, 2.0 * x.bytes(), [&](cudaStream_t s) {
                       course::launch_clustered(cluster_rows_pipelined, unsigned(clusters * cluster8), cluster8,
                                                kPipelinedThreads, kPipelinedBytes, s, x.data(), y.data(), rows,
@@ -374,8 +391,8 @@ void chapter03(Report& report) {
       auto kernel = barrier ? cluster_rows<true> : cluster_rows<false>;
       report.time("03", std::string("cluster of ") + std::to_string(cluster) + (barrier ? ", barrier" : ", no barrier"),
                   shape, 2.0 * x.bytes(), [&](cudaStream_t s) {
-                    course::launch_clustered(kernel, unsigned(rows * cluster), cluster, kClusterThreads, kStagedBytes, s,
-                                             x.data(), y.data(), row_vectors, cluster);
+                    course::launch_clustered(kernel, unsigned(rows * cluster), cluster, kClusterThreads, kStagedBytes,
+                                             s, x.data(), y.data(), row_vectors, cluster);
                   });
     }
   }
@@ -414,9 +431,8 @@ void chapter04(Report& report) {
       const Prefix prefix{0, padded ? d_lengths.data() : nullptr, 12};
       const double bytes = padded ? padded_bytes : 4.0 * x.size();
       const std::string shape = std::string("[171*12, 1, 65536] fp16") + (padded ? " padded" : "");
-      report.time("04", "block of 1024 x 8 vectors", shape, bytes, [&](cudaStream_t s) {
-        register_row<<<rows, 1024, 0, s>>>(x.data(), y.data(), n, prefix);
-      });
+      report.time("04", "block of 1024 x 8 vectors", shape, bytes,
+                  [&](cudaStream_t s) { register_row<<<rows, 1024, 0, s>>>(x.data(), y.data(), n, prefix); });
       report.time("04", "staged block, 512 x (8 + 8)", shape, bytes, [&](cudaStream_t s) {
         staged_row<<<rows, kClusterThreads, kStagedBytes, s>>>(x.data(), y.data(), n, prefix);
       });
@@ -430,9 +446,13 @@ void chapter08(Report& report, const cudaDeviceProp& prop) {
   DeviceBuffer<uint4> cache(most / 16);
   course::fill_logits(reinterpret_cast<float*>(cache.data()), cache.size() * 4, 7, 1.0f);
   DeviceBuffer<unsigned> sink(std::size_t(prop.multiProcessorCount) * 8);
-  const struct { const char* shape; std::size_t bytes; } caches[] = {
-      {"batch 1 x 32k fp16", std::size_t(1) << 27}, {"batch 64 x 1k fp16", std::size_t(1) << 28},
-      {"batch 8 x 32k FP8", std::size_t(1) << 29}, {"batch 8 x 32k fp16", std::size_t(1) << 30}};
+  const struct {
+    const char* shape;
+    std::size_t bytes;
+  } caches[] = {{"batch 1 x 32k fp16", std::size_t(1) << 27},
+                {"batch 64 x 1k fp16", std::size_t(1) << 28},
+                {"batch 8 x 32k FP8", std::size_t(1) << 29},
+                {"batch 8 x 32k fp16", std::size_t(1) << 30}};
   for (const auto& c : caches)
     report.time("08", "read once", c.shape, double(c.bytes), [&](cudaStream_t s) {
       read_once<<<prop.multiProcessorCount * 4, 256, 0, s>>>(cache.data(), c.bytes / 16, sink.data());
@@ -444,9 +464,10 @@ void chapter08(Report& report, const cudaDeviceProp& prop) {
   for (int positions : {1024, 4096}) {
     const int heads = 64 * 8;  // batch 64 x 8 kv heads
     const std::size_t half = std::size_t(heads) * positions * kRowBytes;
-    report.time("08", "the split kernel's walk, no products", "batch 64 x " + std::to_string(positions / 1024) + "k fp16",
-                2.0 * half, [&](cudaStream_t s) {
-                  decode_walk<<<heads, 32 * kDecodeWarps, kDecodeShared, s>>>(bytes, bytes + half, positions, out.data());
+    report.time("08", "the split kernel's walk, no products",
+                "batch 64 x " + std::to_string(positions / 1024) + "k fp16", 2.0 * half, [&](cudaStream_t s) {
+                  decode_walk<<<heads, 32 * kDecodeWarps, kDecodeShared, s>>>(bytes, bytes + half, positions,
+                                                                              out.data());
                 });
   }
 }
@@ -474,21 +495,27 @@ int main(int argc, char** argv) {
     Report report;
     report.timing = {3, int(repeats), true};
     report.copy_gbps = course::measure_copy_gbps();
-    std::printf("GPU: %s\ndevice-to-device copy: %.0f GB/s (read + write), the ceiling\n", course::describe(gpu.prop).c_str(),
-                report.copy_gbps);
-    const double one = course::time_gpu([](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); }, report.timing).median_ms;
-    const double two = course::time_gpu([](cudaStream_t s) {
-                         empty_kernel<<<1, 32, 0, s>>>();
-                         empty_kernel<<<1, 32, 0, s>>>();
-                       }, report.timing).median_ms;
+    std::printf("GPU: %s\ndevice-to-device copy: %.0f GB/s (read + write), the ceiling\n",
+                course::describe(gpu.prop).c_str(), report.copy_gbps);
+    const double one =
+        course::time_gpu([](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); }, report.timing).median_ms;
+    const double two = course::time_gpu(
+                           [](cudaStream_t s) {
+                             empty_kernel<<<1, 32, 0, s>>>();
+                             empty_kernel<<<1, 32, 0, s>>>();
+                           },
+                           report.timing)
+                           .median_ms;
     std::printf("an empty kernel between two events: %s; two: %s\n\n", course::fmt_us(one).c_str(),
                 course::fmt_us(two).c_str());
     if (gpu.prop.major >= 9) chapter03(report);
     chapter04(report);
     chapter08(report, gpu.prop);
     report.table.print();
-    std::printf("\n%s; medians of %lld runs, L2 flushed before each. Moves: the bytes the chapter's kernel\n"
-                "must move for the shape (its table's count).\n", gpu.prop.name, repeats);
+    std::printf(
+        "\n%s; medians of %lld runs, L2 flushed before each. Moves: the bytes the chapter's kernel\n"
+        "must move for the shape (its table's count).\n",
+        gpu.prop.name, repeats);
     return int(course::kExitOk);
   });
 }

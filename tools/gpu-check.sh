@@ -70,4 +70,6 @@ for exe in "$build"/bin/ch[0-9]*; do
   name=$(basename "$exe")
   [ -f "$out/$name.log" ] && { echo; echo "--- $name"; sed -n '/^kernel/,$p' "$out/$name.log"; }
 done
-[ -f "$out/access_patterns.log" ] && { echo; echo "--- access_patterns"; sed -n '/^chapter/,$p' "$out/access_patterns.log"; }
+if [ -f "$out/access_patterns.log" ]; then
+  echo; echo "--- access_patterns"; sed -n '/^chapter/,$p' "$out/access_patterns.log"
+fi
