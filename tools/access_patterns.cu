@@ -362,30 +362,20 @@ void chapter03(Report& report) {
     course::fill_logits(reinterpret_cast<float*>(x.data()), x.size() * 4, 3, 1.0f);
     const std::string shape =
         "[" + std::to_string(rows) + ", " + std::to_string(cols) + "] " + (bytes_per_value == 4 ? "fp32" : "16-bit");
-    {
-      const int cluster8 = row_vectors / (kHeld * kPipelinedThreads);
-      COURSE_CUDA_CHECK(
-          cudaFuncSetAttribute(cluster_rows_pipelined, cudaFuncAttributeMaxDynamicSharedMemorySize, kPipelinedBytes));
-      cudaLaunchAttribute dims{};
-      dims.id = cudaLaunchAttributeClusterDimension;
-      dims.val.clusterDim.x = unsigned(cluster8), dims.val.clusterDim.y = 1, dims.val.clusterDim.z = 1;
-      cudaLaunchConfig_t config{};
-      config.gridDim = dim3(unsigned(cluster8)), config.blockDim = dim3(kPipelinedThreads);
-      config.dynamicSmemBytes = kPipelinedBytes, config.attrs = &dims, config.numAttrs = 1;
-      int active = 0;
-      if (cudaOccupancyMaxActiveClusters(&active, cluster_rows_pipelined, &config) == cudaSuccess && active > 0) {
-        const int clusters = std::min(active, rows);
-        report.time("03",
-                    "persistent clusters of " + std::to_string(cluster8) + " x 1024 threads, 2 rows in flight (" +
-                        std::to_string(clusters) + " clusters)",
-                    shape, 2.0 * x.bytes(), [&](cudaStream_t s) {
-                      course::launch_clustered(cluster_rows_pipelined, unsigned(clusters * cluster8), cluster8,
-                                               kPipelinedThreads, kPipelinedBytes, s, x.data(), y.data(), rows,
-                                               row_vectors, cluster8);
-                    });
-      } else {
-        cudaGetLastError();
-      }
+    // The pipelined design: as many clusters as fit at once, each taking every clusters-th row.
+    const int pipelined_cluster = row_vectors / (kHeld * kPipelinedThreads);
+    const int resident =
+        course::clusters_resident(cluster_rows_pipelined, pipelined_cluster, kPipelinedThreads, kPipelinedBytes);
+    if (resident > 0) {
+      const int clusters = std::min(resident, rows);
+      report.time("03",
+                  "persistent clusters of " + std::to_string(pipelined_cluster) +
+                      " x 1024 threads, 2 rows in flight (" + std::to_string(clusters) + " clusters)",
+                  shape, 2.0 * x.bytes(), [&](cudaStream_t s) {
+                    course::launch_clustered(cluster_rows_pipelined, unsigned(clusters * pipelined_cluster),
+                                             pipelined_cluster, kPipelinedThreads, kPipelinedBytes, s, x.data(),
+                                             y.data(), rows, row_vectors, pipelined_cluster);
+                  });
     }
     for (bool barrier : {true, false}) {
       auto kernel = barrier ? cluster_rows<true> : cluster_rows<false>;

@@ -4,7 +4,8 @@
 //
 //   device:  cluster_merge(state, op, cluster_size)  then, after the block's last use of
 //            the result (its stores), cluster_release(cluster_size)
-//   host:    clusters_supported(), cluster_fits(kernel, ...), launch_clustered(kernel, ...)
+//   host:    clusters_supported(), clusters_resident(kernel, ...), cluster_fits(kernel, ...),
+//            launch_clustered(kernel, ...)
 #pragma once
 
 #include "course/cuda_check.hpp"
@@ -73,22 +74,29 @@ inline cudaLaunchConfig_t cluster_config(unsigned blocks, int cluster, int threa
 }
 }  // namespace detail
 
-// Can the GPU run at least one cluster of `cluster` blocks of `kernel`, `threads` threads
-// and `smem_bytes` of dynamic shared memory each? A refusal is an answer, not an error.
+// How many clusters of `cluster` blocks of `kernel` (`threads` threads and `smem_bytes` of
+// dynamic shared memory each) the GPU holds at once; 0 if it can run none. A refusal is an
+// answer, not an error.
 template <class... Params>
-bool cluster_fits(void (*kernel)(Params...), int cluster, int threads, int smem_bytes = 0) {
-  if (!clusters_supported()) return false;
+int clusters_resident(void (*kernel)(Params...), int cluster, int threads, int smem_bytes = 0) {
+  if (!clusters_supported()) return 0;
   if (smem_bytes > 48 * 1024 &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes) != cudaSuccess) {
     cudaGetLastError();
-    return false;
+    return 0;
   }
   cudaLaunchAttribute dims;
   const cudaLaunchConfig_t config = detail::cluster_config(unsigned(cluster), cluster, threads, smem_bytes, nullptr, dims);
   int active = 0;
-  const bool fits = cudaOccupancyMaxActiveClusters(&active, kernel, &config) == cudaSuccess && active > 0;
+  if (cudaOccupancyMaxActiveClusters(&active, kernel, &config) != cudaSuccess) active = 0;
   cudaGetLastError();
-  return fits;
+  return active;
+}
+
+// Can the GPU run at least one such cluster?
+template <class... Params>
+bool cluster_fits(void (*kernel)(Params...), int cluster, int threads, int smem_bytes = 0) {
+  return clusters_resident(kernel, cluster, threads, smem_bytes) > 0;
 }
 
 // Launches `blocks` blocks of `kernel` in clusters of `cluster` (1: no cluster).
