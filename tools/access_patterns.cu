@@ -251,18 +251,18 @@ __global__ void __launch_bounds__(kClusterThreads, 2)
 // ---- Chapter 08: reading the cache ---------------------------------------------------------
 
 // Reads n vectors, 8 independent loads a thread at a time, and folds them into a word that
-// is written only if it takes one value (so that the loads are not optimized away).
+// is written only if it takes the value kNever (so that the loads are not optimized away).
 __global__ void read_once(const uint4* __restrict__ p, std::size_t n, unsigned* __restrict__ sink) {
-  unsigned fold = 0;
+  unsigned bits = 0;
   const std::size_t stride = std::size_t(gridDim.x) * blockDim.x * 8;
   for (std::size_t base = blockIdx.x * std::size_t(blockDim.x) * 8 + threadIdx.x; base < n; base += stride) {
     uint4 v[8];
 #pragma unroll
     for (int k = 0; k < 8; ++k) v[k] = base + k * blockDim.x < n ? p[base + k * blockDim.x] : uint4{};
 #pragma unroll
-    for (int k = 0; k < 8; ++k) fold ^= v[k].x ^ v[k].y ^ v[k].z ^ v[k].w;
+    for (int k = 0; k < 8; ++k) bits ^= fold(v[k]);
   }
-  if (fold == 0x9E3779B9u) sink[blockIdx.x] = fold;
+  if (bits == kNever) sink[blockIdx.x] = bits;
 }
 
 // Chapter 08's split kernel without its products: a block of 4 warps per (sequence, kv head),
