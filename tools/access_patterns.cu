@@ -81,14 +81,10 @@ __global__ void __launch_bounds__(kClusterThreads, 2)
     held[i] = x[vector(2 * i + 1)];
     bits ^= fold(held[i]) ^ fold(staged[i * kClusterThreads + threadIdx.x]);
   }
-  // The chapter's block_reduce, then the blocks' merge: after every load of the block.
-  const float vote = float(__syncthreads_or(bits == kNever));
-  if constexpr (kBarrier) {
-    if (course::cluster_merge(MaxSum{vote, 1.0f}, course::MergeMaxSum{}, cluster_size).m != 0.0f && threadIdx.x == 0)
-      y[first] = held[0];
-  } else if (vote != 0.0f && threadIdx.x == 0) {
-    y[first] = held[0];
-  }
+  // The chapter's block_reduce (after every load of the block), then the blocks' merge.
+  float vote = __syncthreads_or(bits == kNever);
+  if constexpr (kBarrier) vote = course::cluster_merge(MaxSum{vote, 1.0f}, course::MergeMaxSum{}, cluster_size).m;
+  if (vote != 0.0f && threadIdx.x == 0) y[first] = held[0];  // never: keeps the vote in the program
 #pragma unroll
   for (int i = 0; i < kHeld; ++i) y[vector(2 * i + 1)] = held[i];
   for (int s = 0; s < kHeld; ++s) y[vector(2 * s)] = staged[s * kClusterThreads + threadIdx.x];
