@@ -278,8 +278,12 @@ softmax_cluster_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols
   const MaxSum staged_part = staged_state<T>(staged, share);
   const MaxSum register_part = share_state<T>(raw, share);
 
-  MaxSum whole_row = course::block_reduce(Merge{}(staged_part, register_part), Merge{}, scratch);
-  whole_row = course::cluster_merge(whole_row, Merge{}, cluster_size);  // the blocks of the cluster (sm_90)
+  // The blocks' and the cluster's merges lie between the last load and the first store, on
+  // every thread: with exp_shifted instead of merge's expf, half their instructions. Measured
+  // on an H200, 256k fp32 86% -> 87-88% of copy, 16-bit 87% -> 88%.
+  using MergeApprox = course::MergeMaxSumApprox<MaxSum>;
+  MaxSum whole_row = course::block_reduce(Merge{}(staged_part, register_part), MergeApprox{}, scratch);
+  whole_row = course::cluster_merge(whole_row, MergeApprox{}, cluster_size);  // the blocks of the cluster (sm_90)
   store_share<kWhole>(raw, y_row, share, register_part, whole_row);
 #pragma unroll 1
   for (int s = 0; s < kStaged; ++s)

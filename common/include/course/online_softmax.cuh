@@ -54,14 +54,17 @@ struct MergeMaxSum {
 // The same reduction operator with the exponentials on the multifunction unit (exp_shifted)
 // instead of expf's accurate sequence: half the instructions of each merge, for kernels
 // whose rows are short enough that the reduction is a visible share of their work
-// (chapter 04 merges log2(32) times per row). Within 2 ulp of merge per rescale factor.
+// (chapter 04 merges log2(32) times per row), or whose merges lie between a row's last load
+// and its first store (chapter 03's clusters). Within 2 ulp of merge per rescale factor.
+// State: MaxSum, or any struct {float m; float l;} (chapter 03 has the learner define one).
+template <class State = MaxSum>
 struct MergeMaxSumApprox {
-  __device__ MaxSum operator()(MaxSum a, MaxSum b) const {
+  __device__ State operator()(State a, State b) const {
     const float m = fmaxf(a.m, b.m);
     if (m == -INFINITY) return {-INFINITY, 0.0f};  // both empty, as merge
     return {m, a.l * exp_shifted(a.m, m) + b.l * exp_shifted(b.m, m)};
   }
-  __device__ static MaxSum identity() { return {-INFINITY, 0.0f}; }
+  __device__ static State identity() { return {-INFINITY, 0.0f}; }
 };
 #endif
 
