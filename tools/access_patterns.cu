@@ -66,6 +66,7 @@ template <bool kBarrier>
 __global__ void __launch_bounds__(kClusterThreads, 2)
     cluster_rows(const uint4* __restrict__ x, uint4* __restrict__ y, int row_vectors, int cluster_size) {
   extern __shared__ uint4 staged[];
+  if constexpr (kBarrier) course::cluster_begin(cluster_size);
   const std::size_t row = blockIdx.x / cluster_size;
   const int rank = blockIdx.x % cluster_size;
   const std::size_t first = row * row_vectors + std::size_t(rank) * 2 * kHeld * kClusterThreads + threadIdx.x;
@@ -88,7 +89,6 @@ __global__ void __launch_bounds__(kClusterThreads, 2)
 #pragma unroll
   for (int i = 0; i < kHeld; ++i) y[vector(2 * i + 1)] = held[i];
   for (int s = 0; s < kHeld; ++s) y[vector(2 * s)] = staged[s * kClusterThreads + threadIdx.x];
-  if constexpr (kBarrier) course::cluster_release(cluster_size);
 }
 
 // A design chapter 03 does not use: persistent clusters of 1024-thread blocks (one per SM),

@@ -86,7 +86,7 @@ __global__ void softmax_online_kernel(const T* __restrict__ x, T* __restrict__ y
 constexpr int kVectors = 8;
 constexpr int kWarpsPerBlock = 4;  // warp-per-row kernel: rows per block
 constexpr int kMaxThreads = 1024;
-constexpr int kMaxCluster = 8;     // the portable limit
+constexpr int kMaxCluster = course::kMaxClusterBlocks;  // the portable limit
 constexpr int kStaged = 8;         // long rows: vectors per thread staged in shared memory
 constexpr int kStagedThreads = 512;
 
@@ -260,6 +260,7 @@ __global__ void __launch_bounds__(kStagedThreads, 2)
 softmax_cluster_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols, int cluster_size) {
   extern __shared__ uint4 staged[];  // [kStaged][blockDim.x] vectors
   __shared__ MaxSum scratch[32];     // block_reduce's per-warp partials
+  course::cluster_begin(cluster_size);  // "started": cluster_merge may write into this block
   const std::size_t row = blockIdx.x / cluster_size;
   const int rank = blockIdx.x % cluster_size;  // this block's slice of the row
   const int slice_start = rank * blockDim.x * (kVectors + kStaged) * course::kVec<T>;
@@ -288,7 +289,6 @@ softmax_cluster_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int cols
 #pragma unroll 1
   for (int s = 0; s < kStaged; ++s)
     store_share<kWhole>({staged_slot(staged, s)}, y_row, staged_share(share, s), staged_part, whole_row);
-  course::cluster_release(cluster_size);
 }
 
 int round_up(int value, int multiple) { return (value + multiple - 1) / multiple * multiple; }

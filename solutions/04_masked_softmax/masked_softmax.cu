@@ -123,7 +123,7 @@ __global__ void normalise_kernel(const float* __restrict__ t, const float* __res
 constexpr int kVectors = 8;
 constexpr int kWarpsPerBlock = 4;  // warp-per-row kernel: warps per block
 constexpr int kMaxThreads = 1024;
-constexpr int kMaxCluster = 8;  // the portable cluster size limit
+constexpr int kMaxCluster = course::kMaxClusterBlocks;  // the portable cluster size limit
 
 template <class T>
 constexpr int kItems = kVectors * course::kVec<T>;  // values per thread of the block kernel
@@ -382,6 +382,7 @@ masked_softmax_block_rows_kernel(const T* __restrict__ S, T* __restrict__ y, Sco
                                  Mask mask, int cluster_size) {
   constexpr int V = course::kVec<T>;
   __shared__ MaxSum scratch[32];  // block_reduce's per-warp partials
+  course::cluster_begin(cluster_size);  // "started": cluster_merge may write into this block
   const int row = blockIdx.x / cluster_size;
   const int rank = blockIdx.x % cluster_size;  // this block's slice of the row
   const int slice_start = rank * blockDim.x * kItems<T>;
@@ -394,7 +395,6 @@ masked_softmax_block_rows_kernel(const T* __restrict__ S, T* __restrict__ y, Sco
   MaxSum whole_row = course::block_reduce(own, MergeMaxSumApprox{}, scratch);
   whole_row = course::cluster_merge(whole_row, MergeMaxSumApprox{}, cluster_size);  // the blocks of a cluster (sm_90)
   store_share<T, kVectors, true>(raw, y + row_start, view, whole_row, own);
-  course::cluster_release(cluster_size);
 }
 
 // ---- Rows of 32k-64k 16-bit keys: registers + shared memory (chapter 03's staging) ----

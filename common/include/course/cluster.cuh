@@ -2,8 +2,8 @@
 // block can hold (chapters 03 and 04): the row is split over a cluster of blocks, which
 // merge their (m, l) states through distributed shared memory.
 //
-//   device:  cluster_merge(state, op, cluster_size)  then, after the block's last use of
-//            the result (its stores), cluster_release(cluster_size)
+//   device:  cluster_begin(cluster_size) as the kernel's first statement, then
+//            cluster_merge(state, op, cluster_size)
 //   host:    clusters_supported(), clusters_resident(kernel, ...), cluster_fits(kernel, ...),
 //            launch_clustered(kernel, ...)
 #pragma once
@@ -15,37 +15,47 @@
 
 namespace course {
 
+// The most blocks a cluster may hold without opting in to non-portable sizes.
+constexpr int kMaxClusterBlocks = 8;
+
+// "This block has started": the first statement of a kernel that calls cluster_merge, in
+// every thread. A block may write into another's shared memory only once that block is
+// running; cluster_merge waits for this arrival before its writes. Arriving first and
+// waiting after the loads, the wait costs nothing: every block arrived long before.
+__device__ inline void cluster_begin(int cluster_size) {
+#if __CUDA_ARCH__ >= 900
+  if (cluster_size > 1) cooperative_groups::this_cluster().barrier_arrive();
+#endif
+}
+
 // The row's state from the states of the blocks of this block's cluster (each holds a
 // slice of the row), combined with `op` (an associative operation with Op::identity(),
 // such as chapter 03's merge). Result valid in every thread of every block of the
-// cluster. Every thread of the cluster must call it, and then cluster_release() before
-// exiting. With a cluster of one block (or before sm_90) it returns `state`.
+// cluster. Every thread of the cluster must call it, after cluster_begin(). With a cluster
+// of one block (or before sm_90) it returns `state`.
+//
+// Each block pushes its state into every block's shared memory, then one cluster barrier;
+// after it each block merges its own copies. No block touches another's shared memory
+// after the barrier, so a block may leave whenever it is done.
 template <class State, class Op>
 __device__ State cluster_merge(State state, Op op, int cluster_size) {
 #if __CUDA_ARCH__ >= 900
   if (cluster_size > 1) {
     namespace cg = cooperative_groups;
-    __shared__ State block_state;  // read by the other blocks of the cluster
+    __shared__ State states[kMaxClusterBlocks];  // states[r]: block r's state, in every block
     cg::cluster_group cluster = cg::this_cluster();
-    if (threadIdx.x == 0) block_state = state;
-    cluster.sync();  // every block's state is written before any block reads them
+    cluster.barrier_wait();  // every block has started (cluster_begin): its shared memory exists
+    const unsigned me = cluster.block_rank();
+    if (threadIdx.x < unsigned(cluster_size))  // thread r writes into block r
+      cluster.map_shared_rank(states, threadIdx.x)[me] = state;
+    cluster.sync();  // every block's state is in every block
     State row = Op::identity();
     for (int rank = 0; rank < cluster_size; ++rank)  // same order everywhere: same result
-      row = op(row, *cluster.map_shared_rank(&block_state, rank));
-    // "Done reading the others' shared memory". The matching wait, in cluster_release(),
-    // comes after this block's stores: the barrier's latency hides behind them.
-    cluster.barrier_arrive();
+      row = op(row, states[rank]);
     return row;
   }
 #endif
   return state;
-}
-
-// No block may exit, freeing its shared memory, while another still reads it.
-__device__ inline void cluster_release(int cluster_size) {
-#if __CUDA_ARCH__ >= 900
-  if (cluster_size > 1) cooperative_groups::this_cluster().barrier_wait();
-#endif
 }
 
 // Can this GPU launch clusters at all (sm_90+)?
