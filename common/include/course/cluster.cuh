@@ -31,8 +31,8 @@ __device__ inline void cluster_begin(int cluster_size) {
 // The row's state from the states of the blocks of this block's cluster (each holds a
 // slice of the row), combined with `op` (an associative operation with Op::identity(),
 // such as chapter 03's merge). Result valid in every thread of every block of the
-// cluster. Every thread of the cluster must call it, after cluster_begin(). With a cluster
-// of one block (or before sm_90) it returns `state`.
+// cluster. Every thread of the cluster must call it, after cluster_begin(); cluster_size is
+// at most kMaxClusterBlocks. With a cluster of one block (or before sm_90) it returns `state`.
 //
 // Each block pushes its state into every block's shared memory, then one cluster barrier;
 // after it each block merges its own copies. No block touches another's shared memory
